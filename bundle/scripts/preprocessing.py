@@ -1,0 +1,187 @@
+"""Intensity normalisation and invertible geometry for DiffuGTS inputs.
+
+Intensity (method.md section 3, supplementary A.3):
+
+* CT: Hounsfield units clipped to [-1000, 1000] and scaled to [0, 1].
+* MR: the 0th..99.5th percentile of the volume scaled to [0, 1], clipped.
+
+Geometry: every volume is oriented to RAS, resampled to the profile's working spacing and padded
+to a multiple of the network divisor. The same MONAI transforms, traced on a ``MetaTensor``, are
+inverted for every output so masks land exactly on the input grid.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from enum import Enum
+from typing import Sequence
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import Compose, DivisiblePad, Orientation, ScaleIntensityRange, Spacing
+
+__all__ = [
+    "Modality",
+    "IntensityWindow",
+    "intensity_window",
+    "normalize_intensity",
+    "denormalize_intensity",
+    "VolumeGeometry",
+    "as_volume",
+]
+
+#: Orientation of every array the networks see. The same code is used by the bundle and the app.
+CANONICAL_ORIENTATION = "RAS"
+
+
+class Modality(str, Enum):
+    """Imaging modality of the input series."""
+
+    CT = "CT"
+    MR = "MR"
+
+    @classmethod
+    def parse(cls, value: str | Modality) -> Modality:
+        """Accept 'CT', 'MR' or 'MRI' in any case; raise ``ValueError`` naming the valid values."""
+        if isinstance(value, Modality):
+            return value
+        key = str(value).strip().upper()
+        if key == "MRI":
+            key = "MR"
+        try:
+            return cls(key)
+        except ValueError:
+            raise ValueError(f"unknown modality {value!r}: expected one of CT, MR") from None
+
+
+@dataclass(frozen=True)
+class IntensityWindow:
+    """Input intensities mapped to 0 and 1 (HU for CT, scanner units for MR)."""
+
+    low: float
+    high: float
+
+
+#: CT window: -1000 HU (air) to 1000 HU (dense bone) maps to [0, 1].
+CT_WINDOW = IntensityWindow(-1000.0, 1000.0)
+#: MR window: 0th to 99.5th percentile of the volume maps to [0, 1].
+MR_PERCENTILES = (0.0, 99.5)
+
+
+def intensity_window(image: np.ndarray | torch.Tensor, modality: Modality | str) -> IntensityWindow:
+    """The window that :func:`normalize_intensity` maps to [0, 1] for this volume."""
+    if Modality.parse(modality) is Modality.CT:
+        return CT_WINDOW
+    values = np.asarray(image.detach().cpu() if isinstance(image, torch.Tensor) else image, dtype=np.float32)
+    low, high = np.percentile(values, MR_PERCENTILES)
+    if high <= low:  # a constant volume: keep the mapping defined
+        high = low + 1.0
+    return IntensityWindow(float(low), float(high))
+
+
+def normalize_intensity(image: torch.Tensor, window: IntensityWindow) -> torch.Tensor:
+    """Scale ``window`` to [0, 1] and clip (MONAI's ``ScaleIntensityRange``)."""
+    scale = ScaleIntensityRange(a_min=window.low, a_max=window.high, b_min=0.0, b_max=1.0, clip=True)
+    return scale(image)
+
+
+def denormalize_intensity(image: torch.Tensor, window: IntensityWindow) -> torch.Tensor:
+    """Map [0, 1] back to input units (the inverse of :func:`normalize_intensity` inside the window)."""
+    return image * (window.high - window.low) + window.low
+
+
+def as_volume(
+    image: np.ndarray | torch.Tensor,
+    *,
+    spacing: Sequence[float] | None = None,
+    affine: np.ndarray | torch.Tensor | None = None,
+) -> MetaTensor:
+    """A channel-first float32 ``MetaTensor`` (1, X, Y, Z) with its affine.
+
+    Args:
+        image: a 3D array (X, Y, Z), or (1, X, Y, Z). A ``MetaTensor`` keeps its own affine.
+        spacing: voxel size in mm when no affine is given; the affine is then ``diag(spacing)``
+            (RAS axes, as MONAI assumes for arrays without geometry).
+        affine: 4x4 voxel-to-world (RAS) matrix; takes precedence over ``spacing``.
+
+    Raises:
+        ValueError: the array is not 3D, has a zero-size axis, or holds NaN or infinite values.
+    """
+    if isinstance(image, MetaTensor) and affine is None and spacing is None:
+        affine = image.affine
+    if isinstance(image, MetaTensor):
+        data = image.as_tensor()
+    elif isinstance(image, torch.Tensor):
+        data = image
+    else:
+        data = torch.as_tensor(np.asarray(image))
+    data = data.detach().float()
+    if data.ndim == 4 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim != 3:
+        raise ValueError(f"expected a 3D volume, got an array of shape {tuple(data.shape)}")
+    if min(data.shape) == 0:
+        raise ValueError(f"the volume has a zero-size dimension: shape {tuple(data.shape)}")
+    if not torch.isfinite(data).all():
+        raise ValueError("the volume contains NaN or infinite voxel values")
+    if affine is None:
+        if spacing is None:
+            raise ValueError("give the voxel spacing or the affine of the volume")
+        spacing = _check_spacing(spacing)
+        affine = np.diag([*spacing, 1.0])
+    affine = torch.as_tensor(np.asarray(affine, dtype=np.float64))
+    if affine.shape != (4, 4) or not torch.isfinite(affine).all() or abs(torch.det(affine[:3, :3])) < 1e-9:
+        raise ValueError("the affine must be a finite, invertible 4x4 matrix")
+    return MetaTensor(data[None], affine=affine)
+
+
+def _check_spacing(spacing: Sequence[float]) -> tuple[float, float, float]:
+    values = tuple(float(s) for s in spacing)
+    if len(values) != 3 or not all(np.isfinite(values)) or min(values) <= 0:
+        raise ValueError(f"spacing must be three positive numbers in mm, got {tuple(spacing)}")
+    return values  # type: ignore[return-value]
+
+
+class VolumeGeometry:
+    """Orientation, resampling and padding to the network grid, and their exact inverse.
+
+    Args:
+        working_spacing: voxel size (mm) the networks run at, or ``None`` to keep the input spacing.
+        divisor: every padded dimension is a multiple of this (the VAE's 4x downsampling times the
+            diffusion UNet's downsamplings: 16 for ``mini``, 32 for ``maisi``).
+
+    Example:
+        >>> geometry = VolumeGeometry(working_spacing=(1.5, 1.5, 1.5), divisor=16)
+        >>> working = geometry(volume)                  # RAS, 1.5 mm, padded
+        >>> mask = geometry.invert(probability, working)  # back on the input grid
+    """
+
+    def __init__(self, *, working_spacing: Sequence[float] | None, divisor: int) -> None:
+        if divisor < 1:
+            raise ValueError(f"divisor must be a positive integer, got {divisor}")
+        steps = [Orientation(axcodes=CANONICAL_ORIENTATION)]
+        if working_spacing is not None:
+            steps.append(Spacing(pixdim=_check_spacing(working_spacing), mode="bilinear", padding_mode="border"))
+        steps.append(DivisiblePad(k=divisor, mode="constant"))
+        self.working_spacing = working_spacing
+        self.divisor = divisor
+        self._forward = Compose(steps)
+
+    def __call__(self, volume: MetaTensor) -> MetaTensor:
+        """Volume on the working grid; its ``applied_operations`` record what :meth:`invert` undoes."""
+        return self._forward(volume)
+
+    def invert(self, output: torch.Tensor, working: MetaTensor) -> torch.Tensor:
+        """Bring ``output`` (C, ...) computed on the grid of ``working`` back to the input grid.
+
+        Resampled outputs are interpolated linearly; threshold probabilities after inverting.
+        """
+        traced = MetaTensor(
+            output.as_tensor() if isinstance(output, MetaTensor) else output,
+            affine=working.affine,
+            applied_operations=copy.deepcopy(working.applied_operations),
+        )
+        restored = self._forward.inverse(traced)
+        return restored.as_tensor() if isinstance(restored, MetaTensor) else restored

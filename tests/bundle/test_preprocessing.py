@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+import torch
+
+from scripts.preprocessing import (
+    CT_WINDOW,
+    Modality,
+    VolumeGeometry,
+    as_volume,
+    denormalize_intensity,
+    intensity_window,
+    normalize_intensity,
+)
+
+
+def test_ct_window_maps_hounsfield_units_to_unit_range_and_clips():
+    hu = torch.tensor([-2000.0, -1000.0, 0.0, 1000.0, 3000.0])
+    assert intensity_window(hu, "CT") == CT_WINDOW
+    np.testing.assert_allclose(normalize_intensity(hu, CT_WINDOW).numpy(), [0, 0, 0.5, 1, 1])
+
+
+def test_mr_window_maps_0th_to_99_5th_percentile_to_unit_range():
+    values = torch.arange(1001, dtype=torch.float32)  # percentiles are exact on 0..1000
+    window = intensity_window(values, "MR")
+    assert window.low == 0.0 and window.high == pytest.approx(995.0)
+    scaled = normalize_intensity(values, window)
+    assert scaled.min() == 0.0 and scaled.max() == 1.0
+    assert scaled[500].item() == pytest.approx(500 / 995)
+
+
+def test_denormalize_inverts_normalize_inside_the_window():
+    values = torch.linspace(-900, 900, 11)
+    restored = denormalize_intensity(normalize_intensity(values, CT_WINDOW), CT_WINDOW)
+    np.testing.assert_allclose(restored.numpy(), values.numpy(), atol=1e-3)
+
+
+@pytest.mark.parametrize("text,expected", [("ct", Modality.CT), ("MRI", Modality.MR), (" mr ", Modality.MR)])
+def test_modality_parse_accepts_common_spellings(text, expected):
+    assert Modality.parse(text) is expected
+
+
+def test_unknown_modality_names_the_valid_values():
+    with pytest.raises(ValueError, match="unknown modality 'PET'.*CT, MR"):
+        Modality.parse("PET")
+
+
+LPS_AFFINE = np.array([[-0.8, 0, 0, 10], [0, -0.8, 0, 5], [0, 0, 2.5, -3], [0, 0, 0, 1]])
+
+
+@pytest.mark.parametrize("affine", [np.diag([1.0, 1.0, 1.0, 1.0]), LPS_AFFINE], ids=["RAS", "LPS"])
+def test_geometry_without_resampling_inverts_exactly(affine):
+    image = np.random.default_rng(0).random((37, 41, 23)).astype(np.float32)
+    geometry = VolumeGeometry(working_spacing=None, divisor=16)
+    working = geometry(as_volume(image, affine=affine))
+    assert all(s % 16 == 0 for s in working.shape[1:])
+    restored = geometry.invert(working.as_tensor().clone(), working)
+    np.testing.assert_array_equal(restored[0].numpy(), image)
+
+
+def test_geometry_orients_to_ras_and_resamples_to_working_spacing():
+    image = np.zeros((40, 40, 16), dtype=np.float32)
+    geometry = VolumeGeometry(working_spacing=(1.5, 1.5, 1.5), divisor=16)
+    working = geometry(as_volume(image, affine=LPS_AFFINE))
+    np.testing.assert_allclose(working.pixdim.numpy(), [1.5, 1.5, 1.5])
+    assert (np.diag(working.affine.numpy())[:3] > 0).all(), "working grid must be RAS"
+    assert all(s % 16 == 0 for s in working.shape[1:])
+
+
+def test_geometry_inverse_restores_the_input_grid_after_resampling():
+    grid = np.meshgrid(*[np.linspace(-1, 1, n) for n in (41, 37, 21)], indexing="ij")
+    smooth = np.exp(-sum(g**2 for g in grid) * 2).astype(np.float32)  # a smooth blob survives resampling
+    geometry = VolumeGeometry(working_spacing=(1.5, 1.5, 1.5), divisor=16)
+    working = geometry(as_volume(smooth, affine=LPS_AFFINE))
+    restored = geometry.invert(working.as_tensor().clone(), working)[0].numpy()
+    assert restored.shape == smooth.shape
+    assert np.abs(restored - smooth).max() < 0.1
+    assert np.unravel_index(restored.argmax(), restored.shape) == np.unravel_index(smooth.argmax(), smooth.shape)
+
+
+@pytest.mark.parametrize(
+    "array,message",
+    [
+        (np.zeros((4, 4)), "expected a 3D volume"),
+        (np.zeros((2, 4, 4, 4)), "expected a 3D volume"),
+        (np.zeros((4, 0, 4)), "zero-size dimension"),
+        (np.full((4, 4, 4), np.nan), "NaN or infinite"),
+    ],
+)
+def test_as_volume_rejects_unusable_arrays(array, message):
+    with pytest.raises(ValueError, match=message):
+        as_volume(array, spacing=(1, 1, 1))
+
+
+def test_as_volume_rejects_bad_spacing():
+    with pytest.raises(ValueError, match="spacing must be three positive numbers"):
+        as_volume(np.zeros((4, 4, 4)), spacing=(1, 0, 1))
