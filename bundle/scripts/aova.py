@@ -1,0 +1,137 @@
+"""Anomaly-aware open-vocabulary attention (AOVA) maps.
+
+Per encoder level l: an adapter mixes a learned transform back into the frozen feature with a
+constant ratio, F'_l = alpha * T_l(F_l) + (1 - alpha) * F_l [paper]. Pixel queries (a projection
+of F'_l) attend to text-attribute keys (a projection of the sentence embeddings); the softmax runs
+over the keys, and the level's anomaly map is the attention mass on the abnormal sentences. Level
+maps are upsampled to full resolution and averaged (or weighted by learned weights) into the AOVA
+map, which lies in [0, 1] by construction.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+from monai.transforms.utils_morphological_ops import dilate
+from torch import nn
+
+__all__ = ["FeatureAdapter", "AOVAHead", "AOVAOutput", "coarse_mask"]
+
+
+class FeatureAdapter(nn.Module):
+    """F' = alpha * T(F) + (1 - alpha) * F, with T two 1x1x1 convolutions and a GELU.
+
+    Args:
+        channels: channels of the frozen feature.
+        alpha: constant mixing ratio in [0, 1]; 0 leaves the frozen feature unchanged.
+    """
+
+    def __init__(self, channels: int, alpha: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        self.alpha = alpha
+        self.transform = nn.Sequential(
+            nn.Conv3d(channels, channels, kernel_size=1), nn.GELU(), nn.Conv3d(channels, channels, kernel_size=1)
+        )
+
+    def forward(self, feature: torch.Tensor) -> torch.Tensor:
+        return self.alpha * self.transform(feature) + (1.0 - self.alpha) * feature
+
+
+class AOVAOutput(NamedTuple):
+    """The aggregated map (B, 1, *size) and each used level's map at full resolution."""
+
+    aova_map: torch.Tensor
+    level_maps: list[torch.Tensor]
+
+
+class AOVAHead(nn.Module):
+    """Cross-attention of pixel queries to text-attribute keys, aggregated over encoder levels.
+
+    Args:
+        feature_channels: channels of the encoder taps, finest first.
+        text_dim: dimension of the sentence embeddings.
+        embed_dim: dimension of the shared query/key space.
+        alpha: the adapters' constant mixing ratio.
+        levels: which levels enter the map (indices into ``feature_channels``); a single level
+            gives the ablation variants of supplementary Table 8.
+        aggregation: ``mean`` or ``learned`` (softmax-normalised level weights).
+    """
+
+    def __init__(
+        self,
+        feature_channels: Sequence[int],
+        text_dim: int = 384,
+        embed_dim: int = 64,
+        alpha: float = 0.5,
+        levels: Sequence[int] | None = None,
+        aggregation: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.levels = tuple(range(len(feature_channels)) if levels is None else levels)
+        if not self.levels or any(not 0 <= level < len(feature_channels) for level in self.levels):
+            raise ValueError(f"levels {self.levels} must index the {len(feature_channels)} feature levels")
+        if aggregation not in ("mean", "learned"):
+            raise ValueError(f"aggregation must be 'mean' or 'learned', got {aggregation!r}")
+        self.aggregation = aggregation
+        self.embed_dim = embed_dim
+        self.adapters = nn.ModuleList(FeatureAdapter(c, alpha) for c in feature_channels)
+        # Group norm first: the frozen features' scale differs by level and by profile.
+        self.queries = nn.ModuleList(
+            nn.Sequential(nn.GroupNorm(1, c), nn.Conv3d(c, embed_dim, kernel_size=1)) for c in feature_channels
+        )
+        self.keys = nn.Linear(text_dim, embed_dim)
+        self.level_logits = nn.Parameter(torch.zeros(len(self.levels))) if aggregation == "learned" else None
+
+    def level_map(self, level: int, feature: torch.Tensor, keys: torch.Tensor, abnormal: torch.Tensor) -> torch.Tensor:
+        """Attention mass on abnormal keys at one level: (B, 1, *feature grid) in [0, 1]."""
+        query = self.queries[level](self.adapters[level](feature))
+        logits = torch.einsum("bexyz,ke->bkxyz", query, keys) / math.sqrt(self.embed_dim)
+        attention = logits.softmax(dim=1)
+        return attention[:, abnormal].sum(dim=1, keepdim=True)
+
+    def forward(
+        self, features: Sequence[torch.Tensor], text_embeddings: torch.Tensor, abnormal: torch.Tensor
+    ) -> AOVAOutput:
+        """Args:
+        features: encoder taps, finest first; the first sets the output size.
+        text_embeddings: (K, text_dim) sentence embeddings.
+        abnormal: (K,) bool, which sentences describe the finding.
+        """
+        abnormal = abnormal.to(device=text_embeddings.device, dtype=torch.bool)
+        if not abnormal.any() or abnormal.all():
+            raise ValueError("the text keys need both abnormal and normal sentences")
+        keys = self.keys(text_embeddings.to(self.keys.weight.dtype))
+        size = features[0].shape[2:]
+        maps = [
+            F.interpolate(self.level_map(level, features[level], keys, abnormal), size=size, mode="trilinear")
+            for level in self.levels
+        ]
+        if self.level_logits is not None:
+            weights = self.level_logits.softmax(dim=0)
+        else:
+            weights = torch.full((len(maps),), 1.0 / len(maps), device=keys.device)
+        aova_map = sum(w * m for w, m in zip(weights, maps))
+        return AOVAOutput(aova_map.clamp(0.0, 1.0), maps)
+
+
+def coarse_mask(aova_map: torch.Tensor, threshold: float = 0.5, dilation: int = 2) -> torch.Tensor:
+    """AOVA map above ``threshold``, dilated by ``dilation`` voxels (a cube), as float {0, 1}.
+
+    Args:
+        aova_map: (B, 1, ...) in [0, 1].
+        threshold: in (0, 1).
+        dilation: margin in voxels, >= 0; the inpainted region must cover the tumor's rim.
+    """
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"coarse threshold must lie in (0, 1), got {threshold}")
+    if dilation < 0:
+        raise ValueError(f"coarse dilation must be >= 0 voxels, got {dilation}")
+    mask = (aova_map > threshold).float()
+    if dilation:
+        mask = dilate(mask, filter_size=2 * dilation + 1)
+    return mask

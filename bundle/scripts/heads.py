@@ -1,0 +1,57 @@
+"""The trainable parts of DiffuGTS: AOVA adapters/projections and the residual refiner.
+
+The foundation networks stay frozen; these are the only weights DiffuGTS learns, saved together as
+one plain ``state_dict`` (``diffugts_heads.pt``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .aova import AOVAHead
+from .foundation import atomic_save, load_state_dict_strict, read_checkpoint
+from .residual import ResidualRefiner
+
+__all__ = ["DiffuGTSHeads", "load_heads_weights", "save_heads_weights"]
+
+
+class DiffuGTSHeads(nn.Module):
+    """AOVA head and residual refiner in one module.
+
+    Args:
+        feature_channels: channels of the VAE encoder taps (``FoundationProfile.feature_channels``).
+        text_dim: sentence-embedding dimension (384 for MiniLM).
+        embed_dim: query/key dimension of the attention.
+        alpha: adapter mixing ratio in [0, 1].
+        levels: feature levels that enter the AOVA map (all by default).
+        aggregation: ``mean`` or ``learned``.
+        refiner_channels: widths of the refiner UNet.
+    """
+
+    def __init__(
+        self,
+        feature_channels: Sequence[int],
+        text_dim: int = 384,
+        embed_dim: int = 64,
+        alpha: float = 0.5,
+        levels: Sequence[int] | None = None,
+        aggregation: str = "mean",
+        refiner_channels: Sequence[int] = (16, 32, 64),
+    ) -> None:
+        super().__init__()
+        self.aova = AOVAHead(feature_channels, text_dim, embed_dim, alpha, levels, aggregation)
+        self.refiner = ResidualRefiner(len(feature_channels), refiner_channels)
+
+
+def load_heads_weights(heads: DiffuGTSHeads, path: str | os.PathLike) -> None:
+    """Load a heads checkpoint (plain ``state_dict``, ``weights_only=True``)."""
+    device = next(heads.parameters()).device
+    load_state_dict_strict(heads, read_checkpoint(path, device), path, "DiffuGTS heads")
+
+
+def save_heads_weights(heads: DiffuGTSHeads, path: str | os.PathLike) -> None:
+    atomic_save({k: v.detach().cpu() for k, v in heads.state_dict().items()}, path)

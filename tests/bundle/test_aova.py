@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+from scripts.aova import AOVAHead, FeatureAdapter, coarse_mask
+
+CHANNELS = (8, 16, 32)
+
+
+def _features(size=16):
+    return [torch.randn(1, c, size // 2**i, size // 2**i, size // 2**i) for i, c in enumerate(CHANNELS)]
+
+
+def _keys():
+    return torch.randn(6, 384), torch.tensor([True, True, False, False, False, False])
+
+
+def test_aova_map_is_full_resolution_and_in_unit_range():
+    head = AOVAHead(CHANNELS)
+    out = head(_features(), *_keys())
+    assert out.aova_map.shape == (1, 1, 16, 16, 16)
+    assert out.aova_map.min() >= 0 and out.aova_map.max() <= 1
+    assert len(out.level_maps) == 3
+
+
+def test_mean_aggregation_is_the_average_of_the_level_maps():
+    out = AOVAHead(CHANNELS, aggregation="mean")(_features(), *_keys())
+    torch.testing.assert_close(out.aova_map, torch.stack(out.level_maps).mean(0))
+
+
+def test_single_level_variant_uses_only_that_level():
+    torch.manual_seed(0)
+    single = AOVAHead(CHANNELS, levels=(2,))
+    out = single(_features(), *_keys())
+    assert len(out.level_maps) == 1
+    torch.testing.assert_close(out.aova_map, out.level_maps[0])
+
+
+def test_attention_mass_on_abnormal_keys_grows_with_their_share():
+    torch.manual_seed(0)
+    head, features = AOVAHead(CHANNELS), _features()
+    embeddings = torch.randn(6, 384)
+    few = head(features, embeddings, torch.tensor([True, False, False, False, False, False])).aova_map
+    many = head(features, embeddings, torch.tensor([True, True, True, True, True, False])).aova_map
+    assert (many >= few).all() and many.mean() > few.mean()
+
+
+def test_learned_aggregation_has_trainable_level_weights():
+    head = AOVAHead(CHANNELS, aggregation="learned")
+    head(_features(), *_keys()).aova_map.sum().backward()
+    assert head.level_logits.grad is not None
+
+
+def test_keys_need_normal_and_abnormal_sentences():
+    with pytest.raises(ValueError, match="both abnormal and normal"):
+        AOVAHead(CHANNELS)(_features(), torch.randn(3, 384), torch.ones(3, dtype=torch.bool))
+
+
+def test_adapter_mixes_with_the_constant_ratio():
+    feature = torch.randn(1, 8, 4, 4, 4)
+    torch.testing.assert_close(FeatureAdapter(8, alpha=0.0)(feature), feature)
+    adapter = FeatureAdapter(8, alpha=0.3)
+    torch.testing.assert_close(adapter(feature), 0.3 * adapter.transform(feature) + 0.7 * feature)
+    with pytest.raises(ValueError, match="alpha"):
+        FeatureAdapter(8, alpha=1.5)
+
+
+def test_coarse_mask_thresholds_and_dilates():
+    aova = torch.zeros(1, 1, 9, 9, 9)
+    aova[0, 0, 4, 4, 4] = 0.9
+    assert coarse_mask(aova, 0.5, dilation=0).sum() == 1
+    assert coarse_mask(aova, 0.5, dilation=1).sum() == 27
+    assert coarse_mask(aova, 0.95, dilation=2).sum() == 0
+    with pytest.raises(ValueError, match="threshold"):
+        coarse_mask(aova, 1.0)
