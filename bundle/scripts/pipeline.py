@@ -1,0 +1,428 @@
+"""DiffuGTS end to end: a volume, its geometry, modality and prompts in; mask, probability, AOVA
+map and pseudo-healthy image out, each on the input grid.
+
+Stages (method.md): intensity normalisation and working grid -> frozen VAE encoder features ->
+AOVA map and coarse mask -> latent space inpainting with the frozen diffusion UNet -> pixel and
+feature residuals -> refiner -> threshold and clean-up. Large volumes run patch by patch through
+MONAI's ``SlidingWindowInferer`` so memory is bounded by the patch size, not the volume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.inferers import SlidingWindowInferer
+
+from .aova import coarse_mask
+from .features import encode_with_features
+from .foundation import (
+    FoundationProfile,
+    build_diffusion_unet,
+    build_scheduler,
+    build_vae,
+    file_sha256,
+    get_profile,
+    load_diffusion_weights,
+    load_vae_weights,
+    modality_class_label,
+    spacing_condition,
+)
+from .heads import DiffuGTSHeads, load_heads_weights
+from .inpainting import InpaintingMode, latent_inpaint, latent_region
+from .preprocessing import (
+    Modality,
+    VolumeGeometry,
+    as_volume,
+    denormalize_intensity,
+    intensity_window,
+    normalize_intensity,
+)
+from .residual import feature_residuals, postprocess_mask
+from .text import PromptBuilder, PromptEmbedding, PromptSet, SentenceEncoder
+
+__all__ = ["PipelineConfig", "SegmentationResult", "PipelineOutput", "DiffuGTSPipeline", "build_pipeline", "WEIGHT_FILES"]
+
+logger = logging.getLogger(__name__)
+
+#: File names of a profile's weights folder (``bundle/models/<profile>/``).
+WEIGHT_FILES = {"vae": "autoencoder.pt", "diffusion": "diffusion_unet.pt", "heads": "diffugts_heads.pt"}
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Knobs of a run, with their valid ranges.
+
+    Attributes:
+        num_steps: diffusion steps of the inpainting, >= 1 (None: the profile's default).
+        strength: noise level the inpainted region starts from, in (0, 1].
+        inpainting: ``latent`` (regenerate the coarse-mask region; the method) or ``direct``
+            (regenerate the whole latent; ablation).
+        scheduler: ``rflow`` (MAISI rectified flow) or ``ddpm``.
+        coarse_threshold: AOVA level that enters the coarse mask, in (0, 1).
+        coarse_dilation: margin added to the coarse mask, in working-grid voxels, >= 0.
+        threshold: probability above which a voxel is tumor, in (0, 1).
+        min_tumor_volume_ml: connected components smaller than this are removed, >= 0.
+        overlap: overlap of sliding-window patches, in [0, 1).
+        patch_size: patch in working-grid voxels, each a multiple of the profile divisor
+            (None: the profile's).
+        working_spacing: voxel size (mm) to run at (None: the profile's for the modality, else
+            the input's own).
+        seed: seeds the diffusion noise; the same seed gives the same output.
+        progress: show progress bars.
+    """
+
+    num_steps: int | None = None
+    strength: float = 0.8
+    inpainting: InpaintingMode = InpaintingMode.LATENT
+    scheduler: str = "rflow"
+    coarse_threshold: float = 0.5
+    coarse_dilation: int = 2
+    threshold: float = 0.5
+    min_tumor_volume_ml: float = 0.05
+    overlap: float = 0.25
+    patch_size: tuple[int, int, int] | None = None
+    working_spacing: tuple[float, float, float] | None = None
+    seed: int = 0
+    progress: bool = True
+
+    def validated(self, profile: FoundationProfile) -> PipelineConfig:
+        """A copy with defaults filled in from ``profile``; ``ValueError`` names the bad knob."""
+        steps = profile.num_inference_steps if self.num_steps is None else int(self.num_steps)
+        patch = tuple(int(p) for p in (self.patch_size or profile.patch_size))
+        checks = [
+            (steps >= 1, f"num_steps must be >= 1, got {steps}"),
+            (0.0 < self.strength <= 1.0, f"strength must lie in (0, 1], got {self.strength}"),
+            (0.0 < self.coarse_threshold < 1.0, f"coarse_threshold must lie in (0, 1), got {self.coarse_threshold}"),
+            (self.coarse_dilation >= 0, f"coarse_dilation must be >= 0, got {self.coarse_dilation}"),
+            (0.0 < self.threshold < 1.0, f"threshold must lie in (0, 1), got {self.threshold}"),
+            (self.min_tumor_volume_ml >= 0, f"min_tumor_volume_ml must be >= 0, got {self.min_tumor_volume_ml}"),
+            (0.0 <= self.overlap < 1.0, f"overlap must lie in [0, 1), got {self.overlap}"),
+            (
+                len(patch) == 3 and all(p > 0 and p % profile.divisor == 0 for p in patch),
+                f"patch_size must be three multiples of {profile.divisor}, got {patch}",
+            ),
+            (self.scheduler in ("rflow", "ddpm"), f"scheduler must be 'rflow' or 'ddpm', got {self.scheduler!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        return replace(self, num_steps=steps, patch_size=patch, inpainting=InpaintingMode(self.inpainting))
+
+
+@dataclass
+class SegmentationResult:
+    """Outputs for one prompt, on the input grid (same shape and axes as the input array).
+
+    Attributes:
+        prompt: the prompt and the sentences it expanded to.
+        mask: uint8 tumor mask {0, 1}.
+        probability: tumor probability in [0, 1].
+        aova_map: anomaly-aware attention map in [0, 1].
+        pseudo_healthy: the pseudo-healthy counterpart, in input units (HU for CT).
+        tumor_volume_ml: volume of ``mask`` in mL.
+    """
+
+    prompt: PromptSet
+    mask: np.ndarray
+    probability: np.ndarray
+    aova_map: np.ndarray
+    pseudo_healthy: np.ndarray
+    tumor_volume_ml: float
+
+
+@dataclass
+class PipelineOutput:
+    """All prompts' results, the input affine, and wall time per stage in seconds."""
+
+    results: list[SegmentationResult]
+    affine: np.ndarray
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+class StageTimer:
+    """Wall time accumulated per named stage."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - start
+
+
+class DiffuGTSPipeline:
+    """The whole method around frozen MAISI networks and trained DiffuGTS heads.
+
+    Build it with :func:`build_pipeline` (or the bundle's ``inference.json``), then call
+    :meth:`segment`. Networks are moved to ``device``; CUDA autocast is used only on CUDA.
+    """
+
+    def __init__(
+        self,
+        *,
+        profile: str | FoundationProfile,
+        vae: torch.nn.Module,
+        unet: torch.nn.Module,
+        scale_factor: float,
+        heads: DiffuGTSHeads,
+        text_encoder: SentenceEncoder,
+        prompt_builder: PromptBuilder | None = None,
+        config: PipelineConfig | None = None,
+        device: str | torch.device = "cpu",
+        weights: dict[str, str] | None = None,
+    ) -> None:
+        self.profile = get_profile(profile)
+        self.device = torch.device(device)
+        self.vae = vae.to(self.device).eval()
+        self.unet = unet.to(self.device).eval()
+        self.heads = heads.to(self.device).eval()
+        self.scale_factor = float(scale_factor)
+        self.text_encoder = text_encoder
+        self.prompt_builder = prompt_builder or PromptBuilder()
+        self.config = (config or PipelineConfig()).validated(self.profile)
+        self.scheduler = build_scheduler(self.config.scheduler)
+        self.weights = dict(weights or {})
+
+    def working_spacing(self, modality: Modality) -> tuple[float, float, float] | None:
+        return self.config.working_spacing or self.profile.working_spacing.get(modality)
+
+    @torch.no_grad()
+    def segment(
+        self,
+        image: np.ndarray | torch.Tensor,
+        *,
+        modality: Modality | str,
+        prompts: str | Sequence[str],
+        spacing: Sequence[float] | None = None,
+        affine: np.ndarray | None = None,
+        organ_mask: np.ndarray | None = None,
+    ) -> PipelineOutput:
+        """Segment what each prompt names.
+
+        Args:
+            image: 3D volume (X, Y, Z) in HU (CT) or scanner units (MR); a ``MetaTensor`` keeps
+                its affine.
+            modality: ``CT`` or ``MR``.
+            prompts: one prompt or several, e.g. ``"liver tumor"``.
+            spacing: voxel size in mm (when no affine is given).
+            affine: 4x4 voxel-to-world RAS matrix.
+            organ_mask: optional mask of the prompted organ on the input grid; foreground outside
+                it is removed.
+
+        Raises:
+            ValueError: bad volume, modality, prompt or geometry (the message says which).
+        """
+        timer = StageTimer()
+        modality = Modality.parse(modality)
+        prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not prompt_list:
+            raise ValueError("give at least one prompt, e.g. 'liver tumor'")
+        prompt_sets = [self.prompt_builder.build(p) for p in prompt_list]
+        with timer("preprocessing"):
+            volume = as_volume(image, spacing=spacing, affine=affine)
+            if organ_mask is not None and tuple(np.shape(organ_mask)) != tuple(volume.shape[1:]):
+                raise ValueError(f"organ mask shape {np.shape(organ_mask)} differs from the image {tuple(volume.shape[1:])}")
+            window = intensity_window(volume, modality)
+            geometry = VolumeGeometry(working_spacing=self.working_spacing(modality), divisor=self.profile.divisor)
+            working = geometry(normalize_intensity(volume, window))
+        with timer("text"):
+            embeddings = [self.text_encoder.embed_prompt(p) for p in prompt_sets]
+        working_spacing = tuple(float(s) for s in working.pixdim.tolist())
+        patch = _PatchSegmenter(self, embeddings, modality, working_spacing, timer)
+        roi = tuple(min(p, s) for p, s in zip(self.config.patch_size, working.shape[1:]))
+        inferer = SlidingWindowInferer(
+            roi_size=roi, sw_batch_size=1, overlap=self.config.overlap, mode="gaussian", progress=self.config.progress
+        )
+        logger.info(
+            "segmenting %s volume %s (working grid %s at %s mm) for %d prompt(s)",
+            modality.value, tuple(volume.shape[1:]), tuple(working.shape[1:]), working_spacing, len(prompt_list),
+        )
+        with _autocast(self.device):
+            outputs = inferer(working.as_tensor()[None].to(self.device), patch)
+        with timer("postprocessing"):
+            input_spacing = tuple(np.linalg.norm(volume.affine.numpy()[:3, :3], axis=0))
+            original = volume.as_tensor()[0]
+            results = []
+            for index, prompt in enumerate(prompt_sets):
+                restored = {
+                    name: geometry.invert(outputs[f"{name}_{index}"][0].float().cpu(), working)[0]
+                    for name in ("probability", "aova", "pseudo_healthy", "region")
+                }
+                region = restored["region"].clamp(0, 1)
+                pseudo_healthy = region * denormalize_intensity(restored["pseudo_healthy"], window) + (1 - region) * original
+                probability = restored["probability"].clamp(0, 1).numpy().astype(np.float32)
+                mask = postprocess_mask(
+                    probability,
+                    input_spacing,
+                    threshold=self.config.threshold,
+                    min_volume_ml=self.config.min_tumor_volume_ml,
+                    organ_mask=organ_mask,
+                )
+                results.append(
+                    SegmentationResult(
+                        prompt=prompt,
+                        mask=mask,
+                        probability=probability,
+                        aova_map=restored["aova"].clamp(0, 1).numpy().astype(np.float32),
+                        pseudo_healthy=pseudo_healthy.numpy().astype(np.float32),
+                        tumor_volume_ml=float(mask.sum()) * float(np.prod(input_spacing)) / 1000.0,
+                    )
+                )
+        logger.info("stage times (s): %s", ", ".join(f"{k} {v:.2f}" for k, v in timer.seconds.items()))
+        return PipelineOutput(results, volume.affine.numpy(), dict(timer.seconds))
+
+
+class _PatchSegmenter:
+    """The per-patch predictor handed to the sliding-window inferer."""
+
+    def __init__(
+        self,
+        pipeline: DiffuGTSPipeline,
+        embeddings: list[PromptEmbedding],
+        modality: Modality,
+        spacing: tuple[float, float, float],
+        timer: StageTimer,
+    ) -> None:
+        self.p = pipeline
+        self.embeddings = [(e.embeddings.to(pipeline.device), e.abnormal.to(pipeline.device)) for e in embeddings]
+        self.class_labels = torch.tensor([modality_class_label(modality)], device=pipeline.device)
+        self.spacing = spacing_condition(spacing, 1, pipeline.device)
+        self.timer = timer
+        self.patch_index = 0
+
+    def __call__(self, patch: torch.Tensor) -> dict[str, torch.Tensor]:
+        p, config, timer = self.p, self.p.config, self.timer
+        # Seed per patch (patches come in a fixed order): the same input gives the same output.
+        generator = torch.Generator(device=p.device).manual_seed(config.seed + self.patch_index)
+        self.patch_index += 1
+        with timer("features"):
+            features = encode_with_features(p.vae, patch)
+            latent = features.latent * p.scale_factor
+        outputs: dict[str, torch.Tensor] = {}
+        for index, (keys, abnormal) in enumerate(self.embeddings):
+            with timer("aova"):
+                aova_map = p.heads.aova(features.levels, keys, abnormal).aova_map
+                if config.inpainting is InpaintingMode.DIRECT:
+                    region = torch.ones_like(aova_map)
+                else:
+                    region = coarse_mask(aova_map, config.coarse_threshold, config.coarse_dilation)
+            with timer("inpainting"):
+                pseudo_healthy = patch
+                if region.any():
+                    inpainted = latent_inpaint(
+                        p.unet,
+                        p.scheduler,
+                        latent,
+                        latent_region(region, latent.shape),
+                        spacing=self.spacing,
+                        class_labels=self.class_labels,
+                        num_steps=config.num_steps,
+                        strength=config.strength,
+                        generator=generator,
+                        progress=config.progress,
+                    )
+                    decoded = p.vae.decode_stage_2_outputs(inpainted / p.scale_factor).clamp(0, 1)
+                    # Blend in pixel space: outside the coarse mask the scan is kept as it is.
+                    pseudo_healthy = region * decoded + (1 - region) * patch
+            with timer("residual"):
+                if pseudo_healthy is patch:  # nothing inpainted: every residual is zero
+                    pseudo_levels = features.levels
+                else:
+                    pseudo_levels = encode_with_features(p.vae, pseudo_healthy).levels
+                residuals = feature_residuals(features.levels, pseudo_levels, patch.shape[2:])
+                logits = p.heads.refiner(patch, pseudo_healthy, aova_map, residuals)
+            outputs[f"probability_{index}"] = torch.sigmoid(logits.float())
+            outputs[f"aova_{index}"] = aova_map.float()
+            outputs[f"pseudo_healthy_{index}"] = pseudo_healthy.float()
+            outputs[f"region_{index}"] = region.float()
+        return outputs
+
+
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    # CUDA autocast only: on CPU the MAISI networks run in float32.
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_pipeline(
+    profile: str | FoundationProfile = "mini",
+    *,
+    weights_dir: str | os.PathLike | None = None,
+    vae_weights: str | os.PathLike | None = None,
+    diffusion_weights: str | os.PathLike | None = None,
+    heads_weights: str | os.PathLike | None = None,
+    heads_options: dict[str, Any] | None = None,
+    config: PipelineConfig | None = None,
+    device: str | torch.device | None = None,
+    text_encoder: SentenceEncoder | None = None,
+    init_seed: int = 0,
+) -> DiffuGTSPipeline:
+    """Build the networks of ``profile`` and load whatever weights are given.
+
+    Args:
+        profile: ``mini`` or ``maisi``.
+        weights_dir: a folder holding :data:`WEIGHT_FILES`; files missing there are left at
+            their seeded random initialisation, with a warning (the outputs then mean nothing).
+        vae_weights, diffusion_weights, heads_weights: explicit files; override ``weights_dir``.
+        heads_options: keyword arguments of :class:`DiffuGTSHeads` (e.g. ``levels`` for ablations).
+        config: run-time knobs.
+        device: default CUDA when available, else CPU.
+        text_encoder: share one encoder between pipelines.
+        init_seed: seeds the initialisation of networks without weights.
+    """
+    profile = get_profile(profile)
+    device = torch.device(device) if device is not None else default_device()
+    files = {"vae": vae_weights, "diffusion": diffusion_weights, "heads": heads_weights}
+    for key, name in WEIGHT_FILES.items():
+        if files[key] is None and weights_dir is not None and (Path(weights_dir) / name).is_file():
+            files[key] = Path(weights_dir) / name
+    torch.manual_seed(init_seed)
+    vae = build_vae(profile, device)
+    unet = build_diffusion_unet(profile, device)
+    text_encoder = text_encoder or SentenceEncoder()
+    heads = DiffuGTSHeads(profile.feature_channels, text_dim=text_encoder.dimension, **(heads_options or {})).to(device)
+    scale_factor = 1.0
+    provenance: dict[str, str] = {}
+    for key, path in files.items():
+        if path is None:
+            logger.warning("no %s weights for profile '%s': using a seeded random initialisation", key, profile.name)
+            provenance[key] = f"random-init(seed={init_seed})"
+            continue
+        if key == "vae":
+            load_vae_weights(vae, path)
+        elif key == "diffusion":
+            scale_factor = load_diffusion_weights(unet, path)
+        else:
+            load_heads_weights(heads, path)
+        provenance[key] = f"{Path(path).name} sha256:{file_sha256(path)}"
+        logger.info("loaded %s weights from %s", key, path)
+    return DiffuGTSPipeline(
+        profile=profile,
+        vae=vae,
+        unet=unet,
+        scale_factor=scale_factor,
+        heads=heads,
+        text_encoder=text_encoder,
+        config=config,
+        device=device,
+        weights=provenance,
+    )
