@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up a fresh machine: Debian packages (tools/apt-packages.txt) and a virtual environment at
+# .venv with every Python package pinned in requirements.txt. Safe to run again: it only installs
+# what is missing. Honours PYTHON (default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+while read -r package; do
+    [ -n "$package" ] || continue
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done < <(sed -e 's/#.*//' -e '/^\s*$/d' tools/apt-packages.txt)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv"
+    "${PYTHON:-python3}" -m venv .venv
+fi
+stamp=.venv/.requirements.sha256
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "setup: installing Python packages from requirements.txt (pinned)"
+    .venv/bin/python -m pip install -q --upgrade pip==26.3
+    .venv/bin/python -m pip install -q -r requirements.txt
+    echo "$want" > "$stamp"
+fi
+echo "setup: ready (.venv)"
