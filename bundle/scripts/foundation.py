@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,6 +23,7 @@ from monai.apps.generation.maisi.networks.autoencoderkl_maisi import Autoencoder
 from monai.apps.generation.maisi.networks.diffusion_model_unet_maisi import DiffusionModelUNetMaisi
 from monai.networks.schedulers import DDPMScheduler, RFlowScheduler
 
+from .atomic import atomic_write
 from .preprocessing import Modality
 
 __all__ = [
@@ -294,17 +294,9 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def atomic_save(payload: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary name in the same folder, then rename: never a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """``torch.save`` under a temporary name, then rename: never a partial weights file."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda temporary: torch.save(payload, temporary))
 
 
 def save_vae_weights(vae: torch.nn.Module, path: str | os.PathLike) -> None:

@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from .aova import AOVAHead
-from .foundation import atomic_save, load_state_dict_strict, read_checkpoint
+from .foundation import FoundationProfile, atomic_save, get_profile, load_state_dict_strict, read_checkpoint
 from .residual import ResidualRefiner
 
-__all__ = ["DiffuGTSHeads", "load_heads_weights", "save_heads_weights"]
+__all__ = ["DiffuGTSHeads", "heads_for_profile", "load_heads_weights", "save_heads_weights"]
 
 
 class DiffuGTSHeads(nn.Module):
@@ -45,6 +45,11 @@ class DiffuGTSHeads(nn.Module):
         super().__init__()
         self.aova = AOVAHead(feature_channels, text_dim, embed_dim, alpha, levels, aggregation)
         self.refiner = ResidualRefiner(len(feature_channels), refiner_channels)
+
+
+def heads_for_profile(profile: str | FoundationProfile, **options) -> DiffuGTSHeads:
+    """Heads sized for the encoder taps of ``profile``; ``options`` go to :class:`DiffuGTSHeads`."""
+    return DiffuGTSHeads(get_profile(profile).feature_channels, **options)
 
 
 def load_heads_weights(heads: DiffuGTSHeads, path: str | os.PathLike) -> None:

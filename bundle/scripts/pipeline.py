@@ -370,6 +370,7 @@ def build_pipeline(
     vae_weights: str | os.PathLike | None = None,
     diffusion_weights: str | os.PathLike | None = None,
     heads_weights: str | os.PathLike | None = None,
+    heads: DiffuGTSHeads | None = None,
     heads_options: dict[str, Any] | None = None,
     config: PipelineConfig | None = None,
     device: str | torch.device | None = None,
@@ -383,7 +384,8 @@ def build_pipeline(
         weights_dir: a folder holding :data:`WEIGHT_FILES`; files missing there are left at
             their seeded random initialisation, with a warning (the outputs then mean nothing).
         vae_weights, diffusion_weights, heads_weights: explicit files; override ``weights_dir``.
-        heads_options: keyword arguments of :class:`DiffuGTSHeads` (e.g. ``levels`` for ablations).
+        heads: the trainable heads to use (the bundle's ``network_def``); else built from
+            ``heads_options``, keyword arguments of :class:`DiffuGTSHeads` (e.g. ``levels``).
         config: run-time knobs.
         device: default CUDA when available, else CPU.
         text_encoder: share one encoder between pipelines.
@@ -399,7 +401,9 @@ def build_pipeline(
     vae = build_vae(profile, device)
     unet = build_diffusion_unet(profile, device)
     text_encoder = text_encoder or SentenceEncoder()
-    heads = DiffuGTSHeads(profile.feature_channels, text_dim=text_encoder.dimension, **(heads_options or {})).to(device)
+    if heads is None:
+        heads = DiffuGTSHeads(profile.feature_channels, text_dim=text_encoder.dimension, **(heads_options or {}))
+    heads = heads.to(device)
     scale_factor = 1.0
     provenance: dict[str, str] = {}
     for key, path in files.items():
