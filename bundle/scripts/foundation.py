@@ -177,20 +177,24 @@ def runtime_settings(device: torch.device | str) -> dict[str, Any]:
     }
 
 
-def build_vae(profile: str | FoundationProfile, device: torch.device | str = "cpu") -> AutoencoderKlMaisi:
-    """The profile's VAE in eval mode with frozen parameters."""
+def build_vae(
+    profile: str | FoundationProfile, device: torch.device | str = "cpu", *, trainable: bool = False
+) -> AutoencoderKlMaisi:
+    """The profile's VAE: frozen and in eval mode, unless built to be trained (``mini`` only)."""
     settings = runtime_settings(device)
+    if trainable:  # fp16 norms are an inference-only memory saving
+        settings["norm_float16"] = False
     vae = AutoencoderKlMaisi(**get_profile(profile).vae, **settings, save_mem=False)
-    return _frozen(vae, device)
+    return vae.to(device) if trainable else _frozen(vae, device)
 
 
 def build_diffusion_unet(
-    profile: str | FoundationProfile, device: torch.device | str = "cpu"
+    profile: str | FoundationProfile, device: torch.device | str = "cpu", *, trainable: bool = False
 ) -> DiffusionModelUNetMaisi:
-    """The profile's diffusion UNet in eval mode with frozen parameters."""
+    """The profile's diffusion UNet: frozen and in eval mode, unless built to be trained."""
     settings = runtime_settings(device)
     unet = DiffusionModelUNetMaisi(**get_profile(profile).unet, use_flash_attention=settings["use_flash_attention"])
-    return _frozen(unet, device)
+    return unet.to(device) if trainable else _frozen(unet, device)
 
 
 def build_scheduler(kind: str = "rflow", num_train_timesteps: int = 1000) -> RFlowScheduler | DDPMScheduler:

@@ -46,6 +46,16 @@ class DiffuGTSHeads(nn.Module):
         self.aova = AOVAHead(feature_channels, text_dim, embed_dim, alpha, levels, aggregation)
         self.refiner = ResidualRefiner(len(feature_channels), refiner_channels)
 
+    def forward(self, stage: str, *inputs: torch.Tensor) -> torch.Tensor:
+        """``("aova", features, keys, abnormal)`` -> AOVA map; ``("refiner", image, pseudo_healthy,
+        aova_map, feature_residuals)`` -> logits. One entry point so DistributedDataParallel sees
+        the forward pass of whichever part is trained."""
+        if stage == "aova":
+            return self.aova(*inputs).aova_map
+        if stage == "refiner":
+            return self.refiner(*inputs)
+        raise ValueError(f"stage must be 'aova' or 'refiner', got {stage!r}")
+
 
 def heads_for_profile(profile: str | FoundationProfile, **options) -> DiffuGTSHeads:
     """Heads sized for the encoder taps of ``profile``; ``options`` go to :class:`DiffuGTSHeads`."""

@@ -151,6 +151,7 @@ class VolumeGeometry:
         working_spacing: voxel size (mm) the networks run at, or ``None`` to keep the input spacing.
         divisor: every padded dimension is a multiple of this (the VAE's 4x downsampling times the
             diffusion UNet's downsamplings: 16 for ``mini``, 32 for ``maisi``).
+        mode: interpolation of the resampling: ``bilinear`` for images, ``nearest`` for labels.
 
     Example:
         >>> geometry = VolumeGeometry(working_spacing=(1.5, 1.5, 1.5), divisor=16)
@@ -158,12 +159,12 @@ class VolumeGeometry:
         >>> mask = geometry.invert(probability, working)  # back on the input grid
     """
 
-    def __init__(self, *, working_spacing: Sequence[float] | None, divisor: int) -> None:
+    def __init__(self, *, working_spacing: Sequence[float] | None, divisor: int, mode: str = "bilinear") -> None:
         if divisor < 1:
             raise ValueError(f"divisor must be a positive integer, got {divisor}")
         steps = [Orientation(axcodes=CANONICAL_ORIENTATION)]
         if working_spacing is not None:
-            steps.append(Spacing(pixdim=_check_spacing(working_spacing), mode="bilinear", padding_mode="border"))
+            steps.append(Spacing(pixdim=_check_spacing(working_spacing), mode=mode, padding_mode="border"))
         steps.append(DivisiblePad(k=divisor, mode="constant"))
         self.working_spacing = working_spacing
         self.divisor = divisor

@@ -1,0 +1,383 @@
+"""Training of the embedded ``mini`` profile and of the DiffuGTS heads.
+
+Every stage is a MONAI ``SupervisedTrainer`` with its own iteration function (the bundle's
+``configs/train*.json`` wire them up); data go through :class:`PrepareVolumed`, which applies the
+pipeline's own intensity normalisation and working grid, so training sees what inference sees.
+
+Stages:
+
+1. ``vae``: the mini VAE on healthy CT and MR patches (L1 reconstruction + KL).
+2. ``diffusion``: the mini rectified-flow UNet on latents of healthy patches, conditioned on
+   spacing and modality as MAISI is (velocity target z0 - noise).
+3. ``aova``: adapters and attention projections; Dice + BCE of the AOVA map against the tumor
+   mask, and towards an empty map for healthy patches and for prompts naming an absent finding.
+4. ``refiner``: the residual refiner on the residuals of a pseudo-healthy counterpart made by the
+   frozen networks exactly as at inference (AOVA frozen).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any, Hashable, Mapping
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.losses import DiceLoss
+from monai.transforms import MapTransform
+from torch import nn
+
+from .aova import coarse_mask
+from .atomic import atomic_write
+from .features import encode_with_features
+from .foundation import (
+    atomic_save,
+    build_diffusion_unet,
+    build_vae,
+    get_profile,
+    load_diffusion_weights,
+    load_vae_weights,
+    modality_class_label,
+    save_diffusion_weights,
+)
+from .heads import DiffuGTSHeads, load_heads_weights
+from .inpainting import latent_inpaint, latent_region
+from .preprocessing import Modality, VolumeGeometry, as_volume, intensity_window, normalize_intensity
+from .residual import feature_residuals
+from .text import PromptBuilder, SentenceEncoder
+
+__all__ = [
+    "PrepareVolumed",
+    "VAEIteration",
+    "DiffusionIteration",
+    "AOVAIteration",
+    "RefinerIteration",
+    "latent_scale_factor",
+    "latent_scale_factor_of",
+    "load_frozen_vae",
+    "load_frozen_unet",
+    "load_heads",
+    "TRAINING_PROMPTS",
+    "ForModalityd",
+    "LossHistory",
+    "save_state_dict",
+    "save_diffusion_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Prompts used in training: the seen categories only. Liver and brain findings never appear.
+TRAINING_PROMPTS = ("kidney tumor", "colon tumor", "pancreas tumor", "lung tumor", "hepatic vessel tumor")
+
+
+class PrepareVolumed(MapTransform):
+    """Normalise intensity by the item's modality and put image (and labels) on the working grid.
+
+    Uses :mod:`scripts.preprocessing` exactly as the pipeline does: CT window or MR percentiles,
+    RAS, the profile's working spacing for the modality, padding to the profile divisor.
+
+    Args:
+        keys: image key first, then label keys (resampled with nearest neighbour); a missing
+            first label (healthy item) becomes an empty mask.
+        profile: foundation profile name.
+        modality_key: item key holding ``CT`` or ``MR``.
+    """
+
+    def __init__(self, keys: KeysCollection, profile: str = "mini", modality_key: str = "modality") -> None:
+        super().__init__(keys)
+        self.profile = get_profile(profile)
+        self.modality_key = modality_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        item = dict(data)
+        modality = Modality.parse(item[self.modality_key])
+        image_key, *label_keys = self.keys
+        volume = as_volume(item[image_key])
+        geometry = VolumeGeometry(working_spacing=self.profile.working_spacing.get(modality), divisor=self.profile.divisor)
+        item[image_key] = geometry(normalize_intensity(volume, intensity_window(volume, modality)))
+        for key in label_keys:
+            if key in item:
+                label = MetaTensor(torch.as_tensor(np.asarray(item[key])).float().reshape(volume.shape), affine=volume.affine)
+                nearest = VolumeGeometry(working_spacing=geometry.working_spacing, divisor=geometry.divisor, mode="nearest")
+                item[key] = (nearest(label) > 0.5).float()
+        if label_keys and label_keys[0] not in item:  # a healthy item: its tumor mask is empty
+            item[label_keys[0]] = torch.zeros_like(item[image_key].as_tensor())
+        item.setdefault("prompt", "")
+        item["spacing"] = torch.tensor(item[image_key].pixdim.tolist(), dtype=torch.float32)
+        item["class_label"] = torch.tensor(modality_class_label(modality))
+        return item
+
+
+class ForModalityd(MapTransform):
+    """Apply ``transform`` only to items of one modality (MR-only augmentations, for example).
+
+    Args:
+        transform: a dictionary transform (e.g. a ``Compose`` of ``RandBiasFieldd`` ...).
+        modality: ``CT`` or ``MR``.
+        modality_key: item key holding the modality.
+    """
+
+    def __init__(self, transform: Any, modality: str, modality_key: str = "modality") -> None:
+        super().__init__(keys=[modality_key])
+        self.transform = transform
+        self.modality = Modality.parse(modality)
+        self.modality_key = modality_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> Any:
+        return self.transform(data) if Modality.parse(data[self.modality_key]) is self.modality else data
+
+
+class LossHistory:
+    """Records ``engine.state.output['loss']`` per iteration and writes it as JSON when training ends.
+
+    The curves in the model card are drawn from these files.
+    """
+
+    def __init__(self, path: str | Path, stage: str) -> None:
+        self.path = Path(path)
+        self.stage = stage
+        self.losses: list[float] = []
+        self.start = 0.0
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._record)
+        engine.add_event_handler(Events.COMPLETED, self._write)
+
+    def _started(self, engine: Any) -> None:
+        self.start = time.perf_counter()
+
+    def _record(self, engine: Any) -> None:
+        self.losses.append(float(engine.state.output["loss"]))
+
+    def _write(self, engine: Any) -> None:
+        payload = {"stage": self.stage, "loss": self.losses, "seconds": time.perf_counter() - self.start}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, lambda temporary: Path(temporary).write_text(json.dumps(payload)))
+
+
+def _train_step(engine: Any, loss: torch.Tensor) -> None:
+    engine.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    engine.optimizer.step()
+
+
+class VAEIteration:
+    """L1 reconstruction + KL for the VAE (``engine.network``)."""
+
+    def __init__(self, kl_weight: float = 1e-6) -> None:
+        self.kl_weight = kl_weight
+
+    def __call__(self, engine: Any, batch: dict[str, Any]) -> dict[str, Any]:
+        image = torch.as_tensor(batch["image"]).to(engine.state.device)
+        engine.network.train()
+        reconstruction, z_mu, z_sigma = engine.network(image)
+        l1 = (reconstruction - image).abs().mean()
+        kl = 0.5 * (z_mu.pow(2) + z_sigma.pow(2) - torch.log(z_sigma.pow(2) + 1e-8) - 1).mean()
+        loss = l1 + self.kl_weight * kl
+        _train_step(engine, loss)
+        return {"loss": loss.item(), "l1": l1.item()}
+
+
+@torch.no_grad()
+def latent_scale_factor(vae: nn.Module, images: torch.Tensor) -> float:
+    """MAISI's scale factor: 1 / std of the latents, so diffusion works on unit-variance latents."""
+    return float(1.0 / vae.encode_stage_2_inputs(images).flatten().std())
+
+
+def latent_scale_factor_of(vae: nn.Module, dataset: Any, device: torch.device | str, count: int = 8) -> float:
+    """:func:`latent_scale_factor` over the first ``count`` items of a training dataset."""
+    images = torch.cat([torch.as_tensor(dataset[i]["image"])[None] for i in range(min(count, len(dataset)))])
+    value = latent_scale_factor(vae, images.to(device))
+    logger.info("latent scale factor %.4f from %d patches", value, len(images))
+    return value
+
+
+def load_frozen_vae(profile: str, path: str | Path, device: torch.device | str) -> nn.Module:
+    """The profile's VAE with trained weights, frozen: the input of the later stages."""
+    vae = build_vae(profile, device)
+    load_vae_weights(vae, path)
+    return vae
+
+
+def load_frozen_unet(profile: str, path: str | Path, device: torch.device | str) -> tuple[nn.Module, float]:
+    """The profile's diffusion UNet with trained weights, frozen, and its latent scale factor."""
+    unet = build_diffusion_unet(profile, device)
+    return unet, load_diffusion_weights(unet, path)
+
+
+def load_heads(heads: DiffuGTSHeads, path: str | Path) -> DiffuGTSHeads:
+    """``heads`` with the weights of the previous stage loaded."""
+    load_heads_weights(heads, path)
+    return heads
+
+
+class DiffusionIteration:
+    """Rectified-flow training of the UNet (``engine.network``) on latents of the frozen VAE."""
+
+    def __init__(self, vae: nn.Module, scheduler: Any, scale_factor: float) -> None:
+        self.vae = vae.eval().requires_grad_(False)
+        self.scheduler = scheduler
+        self.scale_factor = float(scale_factor)
+
+    def __call__(self, engine: Any, batch: dict[str, Any]) -> dict[str, Any]:
+        device = engine.state.device
+        image = torch.as_tensor(batch["image"]).to(device)
+        with torch.no_grad():
+            latent = self.vae.encode_stage_2_inputs(image) * self.scale_factor
+        noise = torch.randn_like(latent)
+        timesteps = self.scheduler.sample_timesteps(latent)
+        noisy = self.scheduler.add_noise(latent, noise, timesteps)
+        engine.network.train()
+        velocity = engine.network(
+            noisy,
+            timesteps=timesteps,
+            spacing_tensor=torch.as_tensor(batch["spacing"]).to(device) * 100.0,
+            class_labels=torch.as_tensor(batch["class_label"]).to(device),
+        )
+        loss = (velocity - (latent - noise)).abs().mean()
+        _train_step(engine, loss)
+        return {"loss": loss.item()}
+
+
+class _PromptSampler:
+    """Picks the training prompt of an item: its own finding, or a misleading one.
+
+    A healthy item gets a random seen prompt; a tumor item gets, with ``misleading_rate``, the
+    prompt of another seen finding. In both cases the target is empty: the prompt names
+    something absent (paper, supplementary D).
+    """
+
+    def __init__(self, text_encoder: SentenceEncoder, misleading_rate: float, seed: int = 0) -> None:
+        if not 0.0 <= misleading_rate < 1.0:
+            raise ValueError(f"misleading_rate must lie in [0, 1), got {misleading_rate}")
+        self.text_encoder = text_encoder
+        self.builder = PromptBuilder()
+        self.misleading_rate = misleading_rate
+        self.random = random.Random(seed)
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def keys(self, prompt: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if prompt not in self._cache:
+            embedding = self.text_encoder.embed_prompt(self.builder.build(prompt))
+            self._cache[prompt] = (embedding.embeddings, embedding.abnormal)
+        return tuple(t.to(device) for t in self._cache[prompt])  # type: ignore[return-value]
+
+    def sample(self, batch: dict[str, Any], device: torch.device) -> tuple[str, torch.Tensor]:
+        """The prompt for this (single-item) batch and its target mask."""
+        if len(batch["prompt"]) != 1:
+            raise ValueError("the heads are trained one prompt at a time: set batch_size to 1")
+        prompt = batch["prompt"][0] or ""
+        label = torch.as_tensor(batch["label"]).to(device) if "label" in batch else torch.zeros_like(torch.as_tensor(batch["image"])).to(device)
+        if prompt and prompt not in TRAINING_PROMPTS:
+            raise ValueError(f"training prompt {prompt!r} is not a seen category: liver and brain tumors never enter training")
+        if not prompt:
+            return self.random.choice(TRAINING_PROMPTS), torch.zeros_like(label)
+        if self.random.random() < self.misleading_rate:
+            return self.random.choice([p for p in TRAINING_PROMPTS if p != prompt]), torch.zeros_like(label)
+        return prompt, label
+
+
+class AOVAIteration:
+    """Dice + BCE of the AOVA map (``engine.network`` is :class:`DiffuGTSHeads`, possibly DDP-wrapped)."""
+
+    def __init__(self, vae: nn.Module, text_encoder: SentenceEncoder, misleading_rate: float = 0.3, seed: int = 0) -> None:
+        self.vae = vae.eval().requires_grad_(False)
+        self.sampler = _PromptSampler(text_encoder, misleading_rate, seed)
+        self.dice = DiceLoss(smooth_nr=1e-3, smooth_dr=1e-3)
+        self.bce = nn.BCELoss()
+
+    def __call__(self, engine: Any, batch: dict[str, Any]) -> dict[str, Any]:
+        device = engine.state.device
+        image = torch.as_tensor(batch["image"]).to(device)
+        prompt, target = self.sampler.sample(batch, device)
+        with torch.no_grad():
+            levels = encode_with_features(self.vae, image).levels
+        engine.network.train()
+        aova_map = engine.network("aova", levels, *self.sampler.keys(prompt, device)).clamp(1e-6, 1 - 1e-6)
+        loss = self.dice(aova_map, target) + self.bce(aova_map, target)
+        _train_step(engine, loss)
+        return {"loss": loss.item()}
+
+
+class RefinerIteration:
+    """Dice + BCE of the refiner on residuals of a pseudo-healthy image made as at inference."""
+
+    def __init__(
+        self,
+        vae: nn.Module,
+        unet: nn.Module,
+        scheduler: Any,
+        scale_factor: float,
+        text_encoder: SentenceEncoder,
+        *,
+        num_steps: int = 10,
+        strength: float = 0.8,
+        coarse_threshold: float = 0.5,
+        coarse_dilation: int = 2,
+        misleading_rate: float = 0.3,
+        seed: int = 0,
+    ) -> None:
+        self.vae = vae.eval().requires_grad_(False)
+        self.unet = unet.eval().requires_grad_(False)
+        self.scheduler = scheduler
+        self.scale_factor = float(scale_factor)
+        self.sampler = _PromptSampler(text_encoder, misleading_rate, seed)
+        self.num_steps, self.strength = num_steps, strength
+        self.coarse_threshold, self.coarse_dilation = coarse_threshold, coarse_dilation
+        self.generator = torch.Generator().manual_seed(seed)
+        self.dice = DiceLoss(sigmoid=True, smooth_nr=1e-3, smooth_dr=1e-3)
+        self.bce = nn.BCEWithLogitsLoss()
+
+    @torch.no_grad()
+    def residual_inputs(self, heads: DiffuGTSHeads, image: torch.Tensor, keys, abnormal, spacing, class_label):
+        """AOVA map, pseudo-healthy image and feature residuals, computed as the pipeline does."""
+        features = encode_with_features(self.vae, image)
+        aova_map = heads.aova(features.levels, keys, abnormal).aova_map
+        region = coarse_mask(aova_map, self.coarse_threshold, self.coarse_dilation)
+        pseudo_healthy, pseudo_levels = image, features.levels
+        if region.any():
+            latent = features.latent * self.scale_factor
+            inpainted = latent_inpaint(
+                self.unet, self.scheduler, latent, latent_region(region, latent.shape),
+                spacing=spacing, class_labels=class_label,
+                num_steps=self.num_steps, strength=self.strength, generator=self.generator,
+            )
+            decoded = self.vae.decode_stage_2_outputs(inpainted / self.scale_factor).clamp(0, 1)
+            pseudo_healthy = region * decoded + (1 - region) * image
+            pseudo_levels = encode_with_features(self.vae, pseudo_healthy).levels
+        return aova_map, pseudo_healthy, feature_residuals(features.levels, pseudo_levels, image.shape[2:])
+
+    def __call__(self, engine: Any, batch: dict[str, Any]) -> dict[str, Any]:
+        device = engine.state.device
+        image = torch.as_tensor(batch["image"]).to(device)
+        prompt, target = self.sampler.sample(batch, device)
+        heads = engine.network.module if hasattr(engine.network, "module") else engine.network
+        heads.eval()
+        inputs = self.residual_inputs(
+            heads, image, *self.sampler.keys(prompt, device),
+            torch.as_tensor(batch["spacing"]).to(device) * 100.0, torch.as_tensor(batch["class_label"]).to(device),
+        )
+        engine.network.train()
+        logits = engine.network("refiner", image, *inputs)
+        loss = self.dice(logits, target) + self.bce(logits, target)
+        _train_step(engine, loss)
+        return {"loss": loss.item()}
+
+
+def save_state_dict(network: nn.Module, path: str | Path) -> None:
+    """Save the (unwrapped) network's weights atomically; used at the end of each stage."""
+    module = network.module if hasattr(network, "module") else network
+    atomic_save({k: v.detach().cpu() for k, v in module.state_dict().items()}, path)
+
+
+def save_diffusion_checkpoint(network: nn.Module, scale_factor: float, path: str | Path) -> None:
+    """Save the (unwrapped) UNet in the official MAISI diffusion format."""
+    save_diffusion_weights(network.module if hasattr(network, "module") else network, scale_factor, path)
