@@ -127,3 +127,20 @@ def test_modality_labels_follow_maisi_mapping():
 def test_unknown_scheduler_is_rejected():
     with pytest.raises(ValueError, match="unknown scheduler"):
         build_scheduler("euler")
+
+
+def test_fused_group_norm_computes_what_maisi_group_norm_computes():
+    from monai.apps.generation.maisi.networks.autoencoderkl_maisi import MaisiGroupNorm3D
+
+    from scripts.foundation import FusedMaisiGroupNorm3D, fuse_group_norms
+
+    torch.manual_seed(0)
+    norm = MaisiGroupNorm3D(8, 32, eps=1e-6, save_mem=False)
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    x = torch.randn(2, 32, 6, 5, 4) * 3 + 1
+    expected = norm(x.clone())
+    fuse_group_norms(norm)
+    assert type(norm) is FusedMaisiGroupNorm3D
+    torch.testing.assert_close(norm(x), expected, atol=1e-5, rtol=1e-5)
+    assert any(type(m) is FusedMaisiGroupNorm3D for m in build_vae("mini").modules())
