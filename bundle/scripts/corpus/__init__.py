@@ -1,0 +1,30 @@
+"""The corpus the benchmark and training use: phantoms, real healthy anatomy, zero-shot splits.
+
+Modules, one job each: ``categories`` (what a case shows, the protocol groups), ``labels`` (organ
+label ids), ``geometry`` (grids, RAS affines), ``shapes`` (implicit shapes), ``anatomy_ct`` /
+``anatomy_mr`` (procedural torso and head), ``lesions`` (tumors from the attribute vocabulary),
+``realism`` (blur, noise, texture, bias field), ``phantom`` (one case from a seed),
+``real_anatomy`` (fetch, verify, load real volumes), ``quality`` (contrast and noise),
+``datalists`` (splits, seeds, decathlon JSON), ``writer`` (NIfTI and JSON files), ``montage``
+(PNG for people), ``build`` (the whole corpus; ``python -m scripts.corpus``).
+
+Specification: shared/docs/benchmark.md.
+"""
+
+from .build import CorpusConfig, build_corpus
+from .categories import HEALTHY_CATEGORIES, SEEN_CATEGORIES, UNSEEN_CATEGORIES, Category, parse_category
+from .datalists import DATALISTS, Split, case_seed, check_protocol
+from .labels import HOST_LABELS, OrganLabel, TumorPart
+from .lesions import LesionRecord, draw_attributes, load_vocabulary
+from .phantom import PhantomCase, generate_case, generate_hosted_case, real_healthy_case
+from .real_anatomy import ChecksumError, FetchError, RealSource, RealVolume, fetch, load_real_volume
+
+__all__ = [
+    "Category", "parse_category", "SEEN_CATEGORIES", "UNSEEN_CATEGORIES", "HEALTHY_CATEGORIES",
+    "OrganLabel", "TumorPart", "HOST_LABELS",
+    "PhantomCase", "generate_case", "generate_hosted_case", "real_healthy_case",
+    "LesionRecord", "draw_attributes", "load_vocabulary",
+    "RealSource", "RealVolume", "fetch", "load_real_volume", "FetchError", "ChecksumError",
+    "DATALISTS", "Split", "case_seed", "check_protocol",
+    "CorpusConfig", "build_corpus",
+]
