@@ -78,7 +78,7 @@ def build_cases(
     *,
     input_image: str = "",
     datalist: str = "",
-    datalist_key: str = "testing",
+    datalist_key: str = "test",
     prompt: str | Sequence[str] | None = None,
     modality: str = "CT",
     require_labels: bool = False,

@@ -107,7 +107,7 @@ class PrepareVolumed(MapTransform):
                 item[key] = (nearest(label) > 0.5).float()
         if label_keys and label_keys[0] not in item:  # a healthy item: its tumor mask is empty
             item[label_keys[0]] = torch.zeros_like(item[image_key].as_tensor())
-        item.setdefault("prompt", "")
+        item["prompt"] = item.get("prompt") or ""  # healthy items name no finding
         item["spacing"] = torch.tensor(item[image_key].pixdim.tolist(), dtype=torch.float32)
         item["class_label"] = torch.tensor(modality_class_label(modality))
         return item

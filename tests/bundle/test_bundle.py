@@ -86,7 +86,7 @@ def test_evaluation_override_writes_metrics_per_case_and_category(tmp_path):
         image, label = _ct_case(tmp_path, f"case{index}", seed=index)
         entries.append({"image": image.name, "label": label.name, "prompt": "liver tumor", "category": "liver tumor"})
     datalist = tmp_path / "datalist.json"
-    datalist.write_text(json.dumps({"testing": entries}))
+    datalist.write_text(json.dumps({"test": entries}))
     out = tmp_path / "eval"
     configs = [str(CONFIGS / "inference.json"), str(CONFIGS / "evaluate.json")]
     _workflow(configs, datalist=str(datalist), output_dir=str(out), **TINY).run()

@@ -135,7 +135,7 @@ def _load_real(config: CorpusConfig) -> dict[RealSource, RealVolume]:
 
 
 def _entry(job: _Job, case: PhantomCase, paths: dict[str, str]) -> dict[str, Any]:
-    return {
+    entry = {
         "image": f"../{paths['images']}",
         "label": f"../{paths['labels']}",
         "organs": f"../{paths['organs']}",
@@ -147,6 +147,11 @@ def _entry(job: _Job, case: PhantomCase, paths: dict[str, str]) -> dict[str, Any
         "seed": case.seed,
         "source": case.source,
     }
+    if not case.prompt:
+        # Healthy cases name no finding. An empty string would be taken for a path: MONAI's
+        # load_decathlon_datalist joins every value that names an existing path with its folder.
+        del entry["prompt"]
+    return entry
 
 
 def _summarise(written: dict[str, _Written]) -> dict[str, dict[str, dict[str, float]]]:

@@ -1,0 +1,1 @@
+"""Command-line tools of the project (run with ``python -m tools.NAME``)."""

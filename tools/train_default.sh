@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Reproduce the embedded default (bundle/models/mini) from scratch on this machine:
+# generate the training corpus, train the four stages, draw the curves.
+#   bash tools/train_default.sh            # the settings the committed weights were made with
+#   VAE_ITERATIONS=5 ... bash tools/train_default.sh   # any knob below can be overridden
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+CORPUS=${CORPUS:-.cache/corpus_train}
+LOGS=${LOGS:-bundle/logs}
+MODELS=${MODELS:-bundle/models/mini}
+CASES=${CASES:-12}
+TEST_CASES=${TEST_CASES:-10}
+VAE_ITERATIONS=${VAE_ITERATIONS:-400}
+DIFFUSION_ITERATIONS=${DIFFUSION_ITERATIONS:-300}
+AOVA_ITERATIONS=${AOVA_ITERATIONS:-800}
+REFINER_ITERATIONS=${REFINER_ITERATIONS:-300}
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+if [ ! -f "$CORPUS/corpus.json" ]; then
+    PYTHONPATH=bundle $PY -m scripts.corpus --output "$CORPUS" --cases-per-category "$CASES" --test-cases "$TEST_CASES" --quiet
+fi
+configs() { local list="" c; for c in "$@"; do list="$list,'bundle/configs/$c.json'"; done; echo "[${list#,}]"; }
+train() {
+    local stage_configs=$1; shift
+    echo "== $(date +%T) training with $stage_configs"
+    $PY -m monai.bundle run --config_file "$stage_configs" --bundle_root bundle \
+        --logging_file bundle/configs/logging.conf --log_dir "$LOGS" --models_dir "$MODELS" "$@"
+}
+FOUNDATION="$CORPUS/datalists/foundation_train.json"
+SEEN="$CORPUS/datalists/seen_train.json"
+train "$(configs train train_vae)" --datalist "$FOUNDATION" \
+    --patch_size "[32,32,32]" --batch_size 8 --iterations "$VAE_ITERATIONS" --learning_rate 0.001
+train "$(configs train train_diffusion)" --datalist "$FOUNDATION" \
+    --patch_size "[64,64,64]" --batch_size 4 --iterations "$DIFFUSION_ITERATIONS" --learning_rate 0.0005
+train "$(configs train train_aova)" --datalist "$SEEN" --iterations "$AOVA_ITERATIONS"
+train "$(configs train train_aova train_refiner)" --datalist "$SEEN" --iterations "$REFINER_ITERATIONS"
+$PY -m tools.plot_training --logs "$LOGS" --output bundle/docs/training_curves.png
+ls -l "$MODELS"
