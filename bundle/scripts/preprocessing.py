@@ -162,7 +162,8 @@ class VolumeGeometry:
     def __init__(self, *, working_spacing: Sequence[float] | None, divisor: int, mode: str = "bilinear") -> None:
         if divisor < 1:
             raise ValueError(f"divisor must be a positive integer, got {divisor}")
-        steps = [Orientation(axcodes=CANONICAL_ORIENTATION)]
+        # Explicit axis labels: MONAI is changing the default to the MetaTensor's 'space'.
+        steps = [Orientation(axcodes=CANONICAL_ORIENTATION, labels=(("L", "R"), ("P", "A"), ("I", "S")))]
         if working_spacing is not None:
             steps.append(Spacing(pixdim=_check_spacing(working_spacing), mode=mode, padding_mode="border"))
         steps.append(DivisiblePad(k=divisor, mode="constant"))
