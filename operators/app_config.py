@@ -1,0 +1,189 @@
+"""Run-time configuration of the DiffuGTS application: prompts per modality and the knobs.
+
+The configuration is data, never code: a JSON file (the application ships ``app/config.json``)
+and environment variables that a PACS integration or a MAP deployment sets without editing files.
+
+* ``DIFFUGTS_APP_CONFIG``: path of a JSON file that replaces the shipped configuration.
+* ``DIFFUGTS_PROMPTS``: a JSON object ``{"CT": ["liver tumor"], "MR": ["brain tumor"]}``; each
+  modality it names replaces that modality's prompts from the file.
+* ``DIFFUGTS_SERIES_RULES``: path of a series selection rules file (the SDK's JSON rules format,
+  see :mod:`operators.series_rules`).
+
+Example:
+    >>> config = AppConfig.from_mapping({"prompts": {"CT": ["liver tumor"]}})
+    >>> config.prompts_for("CT")
+    ('liver tumor',)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from scripts import Modality, PipelineConfig
+
+__all__ = ["AppConfig", "ENV_APP_CONFIG", "ENV_PROMPTS", "ENV_SERIES_RULES", "MAX_PROMPTS_PER_MODALITY"]
+
+ENV_APP_CONFIG = "DIFFUGTS_APP_CONFIG"
+ENV_PROMPTS = "DIFFUGTS_PROMPTS"
+ENV_SERIES_RULES = "DIFFUGTS_SERIES_RULES"
+#: One SEG segment per prompt; more than this is a configuration mistake, not a use case.
+MAX_PROMPTS_PER_MODALITY = 16
+
+_PIPELINE_KNOBS = {f.name for f in fields(PipelineConfig)} - {"progress"}
+_TOP_LEVEL_KEYS = {"description", "profile", "prompts", "pipeline", "series_rules", "allow_non_dicom_files", "device", "montage_slices"}
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Everything the operators need to know besides the input and output folders.
+
+    Attributes:
+        prompts: prompts per modality; each becomes one SEG segment.
+        profile: ``auto`` (the models folder's name when it names a profile, else ``mini``),
+            ``mini`` or ``maisi``.
+        pipeline: keyword arguments of :class:`scripts.PipelineConfig` (``num_steps``, ``seed``,
+            ``threshold`` ...); validated when the pipeline is built.
+        series_rules: a selection rules file, or ``None`` for the default rules.
+        allow_non_dicom_files: when false (default) an input folder holding non-DICOM files is
+            refused, because it suggests the wrong folder was given.
+        device: ``cpu``, ``cuda`` or ``None`` (CUDA when available).
+        montage_slices: slices shown in the report's PNG montage, 1 to 64.
+    """
+
+    prompts: Mapping[Modality, tuple[str, ...]] = field(default_factory=dict)
+    profile: str = "auto"
+    pipeline: Mapping[str, Any] = field(default_factory=dict)
+    series_rules: Path | None = None
+    allow_non_dicom_files: bool = False
+    device: str | None = None
+    montage_slices: int = 12
+
+    @classmethod
+    def load(cls, default_path: str | os.PathLike, environ: Mapping[str, str] | None = None) -> AppConfig:
+        """Read the file named by ``DIFFUGTS_APP_CONFIG`` (else ``default_path``), then apply
+        ``DIFFUGTS_PROMPTS`` and ``DIFFUGTS_SERIES_RULES``.
+
+        Raises:
+            ValueError: unreadable file, bad JSON or a knob out of range (the message says which).
+        """
+        environ = os.environ if environ is None else environ
+        path = Path(environ.get(ENV_APP_CONFIG) or default_path)
+        data = _read_json_object(path, "application configuration")
+        if path.is_file() and data.get("series_rules"):
+            # A relative rules path in a config file is relative to that file.
+            data["series_rules"] = str((path.parent / data["series_rules"]).resolve())
+        if environ.get(ENV_PROMPTS):
+            try:
+                override = json.loads(environ[ENV_PROMPTS])
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{ENV_PROMPTS} is not valid JSON ({error.msg}): expected e.g. '{{\"CT\": [\"liver tumor\"]}}'") from None
+            if not isinstance(override, dict):
+                raise ValueError(f"{ENV_PROMPTS} must be a JSON object such as '{{\"CT\": [\"liver tumor\"]}}'")
+            data["prompts"] = {**(data.get("prompts") or {}), **override}
+        if environ.get(ENV_SERIES_RULES):
+            data["series_rules"] = environ[ENV_SERIES_RULES]
+        return cls.from_mapping(data)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> AppConfig:
+        """Validate a parsed configuration; ``ValueError`` names the bad key."""
+        unknown = sorted(set(data) - _TOP_LEVEL_KEYS)
+        if unknown:
+            raise ValueError(f"unknown configuration key(s) {', '.join(unknown)}: expected {', '.join(sorted(_TOP_LEVEL_KEYS))}")
+        prompts = _parse_prompts(data.get("prompts") or {})
+        pipeline = dict(data.get("pipeline") or {})
+        bad = sorted(set(pipeline) - _PIPELINE_KNOBS)
+        if bad:
+            raise ValueError(f"unknown pipeline knob(s) {', '.join(bad)}: expected {', '.join(sorted(_PIPELINE_KNOBS))}")
+        profile = str(data.get("profile") or "auto")
+        if profile not in ("auto", "mini", "maisi"):
+            raise ValueError(f"profile must be 'auto', 'mini' or 'maisi', got {profile!r}")
+        device = data.get("device")
+        if device not in (None, "cpu", "cuda") and not str(device).startswith("cuda:"):
+            raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or null, got {device!r}")
+        montage_slices = data.get("montage_slices", 12)
+        if not isinstance(montage_slices, int) or not 1 <= montage_slices <= 64:
+            raise ValueError(f"montage_slices must be an integer from 1 to 64, got {montage_slices!r}")
+        rules = data.get("series_rules")
+        if rules is not None and not Path(rules).is_file():
+            raise ValueError(f"series rules file {rules} does not exist")
+        allow = data.get("allow_non_dicom_files", False)
+        if not isinstance(allow, bool):
+            raise ValueError(f"allow_non_dicom_files must be true or false, got {allow!r}")
+        return cls(
+            prompts=prompts,
+            profile=profile,
+            pipeline=pipeline,
+            series_rules=Path(rules) if rules is not None else None,
+            allow_non_dicom_files=allow,
+            device=device,
+            montage_slices=montage_slices,
+        )
+
+    def prompts_for(self, modality: Modality | str) -> tuple[str, ...]:
+        """The prompts configured for ``modality``; ``ValueError`` when there are none."""
+        modality = Modality.parse(modality)
+        prompts = self.prompts.get(modality, ())
+        if not prompts:
+            raise ValueError(
+                f"no prompts are configured for {modality.value}: add them to the configuration file or set "
+                f"{ENV_PROMPTS}='{{\"{modality.value}\": [\"...\"]}}'"
+            )
+        return prompts
+
+    def pipeline_config(self) -> PipelineConfig:
+        """The pipeline knobs as a :class:`scripts.PipelineConfig` (progress bars off: the app logs)."""
+        knobs = dict(self.pipeline)
+        for key in ("patch_size", "working_spacing"):
+            if knobs.get(key) is not None:
+                knobs[key] = tuple(knobs[key])
+        return PipelineConfig(**knobs, progress=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy (for the provenance record)."""
+        return {
+            "profile": self.profile,
+            "prompts": {modality.value: list(prompts) for modality, prompts in self.prompts.items()},
+            "pipeline": dict(self.pipeline),
+            "series_rules": str(self.series_rules) if self.series_rules else None,
+            "allow_non_dicom_files": self.allow_non_dicom_files,
+            "device": self.device,
+            "montage_slices": self.montage_slices,
+        }
+
+
+def _read_json_object(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{what} file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read {what} file {path}: {error}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{what} file {path} is not valid JSON: {error.msg} at line {error.lineno}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} file {path} must hold a JSON object")
+    return data
+
+
+def _parse_prompts(raw: Any) -> dict[Modality, tuple[str, ...]]:
+    if not isinstance(raw, dict):
+        raise ValueError('prompts must map a modality to a list of prompts, e.g. {"CT": ["liver tumor"]}')
+    prompts: dict[Modality, tuple[str, ...]] = {}
+    for key, values in raw.items():
+        modality = Modality.parse(key)
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list) or not all(isinstance(v, str) and v.strip() for v in values):
+            raise ValueError(f"prompts for {modality.value} must be a list of non-empty strings, got {values!r}")
+        if len(values) > MAX_PROMPTS_PER_MODALITY:
+            raise ValueError(f"at most {MAX_PROMPTS_PER_MODALITY} prompts per modality, got {len(values)} for {modality.value}")
+        cleaned = tuple(" ".join(v.split()) for v in values)
+        if len(set(cleaned)) != len(cleaned):
+            raise ValueError(f"prompts for {modality.value} repeat an entry: {list(cleaned)}")
+        prompts[modality] = cleaned
+    return prompts
