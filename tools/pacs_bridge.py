@@ -1,0 +1,275 @@
+"""PACS bridge: pull a study over DICOMweb, run the application, send the SEG back.
+
+    python -m tools.pacs_bridge --url https://pacs.example.org/dicom-web --study 1.2.3...
+
+1. QIDO-RS: list the study's series; keep the CT and MR ones (or the one ``--series`` names).
+2. WADO-RS: retrieve them into a work folder (one file per instance).
+3. Run ``python app -i WORK/input -o WORK/output [-m MODELS]``: the application picks the series.
+4. STOW-RS: store the DICOM SEG into the same study.
+
+Credentials never appear on the command line and are never logged. They come from, in order:
+
+* ``DIFFUGTS_PACS_TOKEN``: an OAuth bearer token;
+* ``DIFFUGTS_PACS_USER`` and ``DIFFUGTS_PACS_PASSWORD``: HTTP basic authentication;
+* a JSON file, named by ``--credentials-file`` or ``DIFFUGTS_PACS_CREDENTIALS_FILE``, holding
+  ``{"token": "..."}`` or ``{"username": "...", "password": "..."}`` (keep it mode 600);
+* none: an open server (e.g. Orthanc on loopback for a test).
+
+Exit status: 0 when the SEG is stored; 1 with a one-line message for a user mistake, a
+refusal by the server or an application failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import os
+import re
+import stat
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+from urllib.parse import urlsplit
+
+import pydicom
+import requests
+from dicomweb_client.api import DICOMwebClient
+
+__all__ = ["Credentials", "load_credentials", "BearerAuth", "make_session", "pull_study", "push_seg", "run_application", "main"]
+
+logger = logging.getLogger("diffugts.pacs_bridge")
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_DIR = ROOT / "app"
+SEG_FILE = "diffugts_seg.dcm"
+ENV_TOKEN = "DIFFUGTS_PACS_TOKEN"
+ENV_USER = "DIFFUGTS_PACS_USER"
+ENV_PASSWORD = "DIFFUGTS_PACS_PASSWORD"
+ENV_CREDENTIALS_FILE = "DIFFUGTS_PACS_CREDENTIALS_FILE"
+IMAGE_MODALITIES = ("CT", "MR")
+_MODALITY_TAG, _SERIES_UID_TAG = "00080060", "0020000E"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to authenticate; ``repr`` never shows the secrets."""
+
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "bearer token" if self.token else "basic" if self.username else "none"
+
+    def secrets(self) -> list[str]:
+        """Strings that must never be logged: the secrets and their encoded header forms."""
+        secrets = [s for s in (self.password, self.token) if s]
+        if self.username and self.password:
+            secrets.append(base64.b64encode(f"{self.username}:{self.password}".encode()).decode())
+        return secrets
+
+    def __repr__(self) -> str:
+        return f"Credentials(kind={self.kind!r}, username={self.username!r})"
+
+
+def load_credentials(environ: Mapping[str, str], credentials_file: str | os.PathLike | None = None) -> Credentials:
+    """Credentials from the environment or a JSON file (see the module docstring).
+
+    Raises:
+        ValueError: a password without a user (or the reverse), or an unreadable or malformed file.
+    """
+    if environ.get(ENV_TOKEN):
+        return Credentials(token=environ[ENV_TOKEN])
+    user, password = environ.get(ENV_USER), environ.get(ENV_PASSWORD)
+    if user or password:
+        if not (user and password):
+            raise ValueError(f"set both {ENV_USER} and {ENV_PASSWORD} for basic authentication")
+        return Credentials(username=user, password=password)
+    path = credentials_file or environ.get(ENV_CREDENTIALS_FILE)
+    if not path:
+        return Credentials()
+    path = Path(path)
+    try:
+        if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            logger.warning("credentials file %s is readable by other users: chmod 600 it", path)
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ValueError(f"cannot read credentials file {path}: {error.strerror or error}") from None
+    except json.JSONDecodeError:
+        # The parser's message may quote the file's content: say only where it failed.
+        raise ValueError(f"credentials file {path} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"credentials file {path} must hold a JSON object")
+    if data.get("token"):
+        return Credentials(token=str(data["token"]))
+    if data.get("username") and data.get("password"):
+        return Credentials(username=str(data["username"]), password=str(data["password"]))
+    raise ValueError(f'credentials file {path} must hold {{"token": ...}} or {{"username": ..., "password": ...}}')
+
+
+class BearerAuth(requests.auth.AuthBase):
+    """Adds ``Authorization: Bearer`` to each request (kept out of the client's logged headers)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "BearerAuth(***)"
+
+
+def make_session(credentials: Credentials) -> requests.Session:
+    """A ``requests`` session that authenticates as ``credentials`` say."""
+    session = requests.Session()
+    if credentials.token:
+        session.auth = BearerAuth(credentials.token)
+    elif credentials.username:
+        session.auth = requests.auth.HTTPBasicAuth(credentials.username, credentials.password or "")
+    return session
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces any secret in a log record by ``***`` (a last line of defence)."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(secret in message for secret in self._secrets):
+            for secret in self._secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+def _value(item: Mapping, tag: str) -> str | None:
+    values = item.get(tag, {}).get("Value") or [None]
+    return values[0]
+
+
+def pull_study(client: DICOMwebClient, study_uid: str, folder: Path, series_uid: str | None = None) -> list[str]:
+    """Retrieve the study's CT and MR series (or only ``series_uid``) into ``folder``.
+
+    Returns:
+        The retrieved series instance UIDs.
+
+    Raises:
+        ValueError: the study has no such series on the server.
+    """
+    found = client.search_for_series(study_instance_uid=study_uid, fields=["Modality", "SeriesInstanceUID"], get_remaining=True)
+    wanted = [
+        _value(item, _SERIES_UID_TAG)
+        for item in found
+        if (series_uid is None and _value(item, _MODALITY_TAG) in IMAGE_MODALITIES) or _value(item, _SERIES_UID_TAG) == series_uid
+    ]
+    if not wanted:
+        what = f"series {series_uid}" if series_uid else "CT or MR series"
+        raise ValueError(f"study {study_uid} has no {what} on the server ({len(found)} series found)")
+    folder.mkdir(parents=True, exist_ok=True)
+    for uid in wanted:
+        count = 0
+        for dataset in client.iter_series(study_instance_uid=study_uid, series_instance_uid=uid):
+            # The server names the files: accept only a UID as a file name (no path tricks).
+            name = str(dataset.SOPInstanceUID)
+            if not re.fullmatch(r"[0-9][0-9.]{0,63}", name):
+                name = f"instance-{len(list(folder.iterdir())):06d}"
+            dataset.save_as(folder / f"{name}.dcm", enforce_file_format=True)
+            count += 1
+        logger.info("retrieved series %s: %d instance(s)", uid, count)
+    return wanted
+
+
+def run_application(input_folder: Path, output_folder: Path, models: Path | None, environ: Mapping[str, str]) -> int:
+    """Run ``python app`` on ``input_folder``; the PACS credentials are not passed to it."""
+    command = [sys.executable, str(APP_DIR), "-i", str(input_folder), "-o", str(output_folder)]
+    if models is not None:
+        command += ["-m", str(models)]
+    child_environ = {k: v for k, v in environ.items() if not k.startswith("DIFFUGTS_PACS_")}
+    logger.info("running the application: %s", " ".join(command))
+    return subprocess.run(command, env=child_environ, check=False).returncode
+
+
+def push_seg(client: DICOMwebClient, seg_path: Path) -> pydicom.Dataset:
+    """STOW the SEG into its study; return the dataset stored.
+
+    Raises:
+        ValueError: the server reports the instance as failed.
+    """
+    seg = pydicom.dcmread(seg_path)
+    response = client.store_instances([seg], study_instance_uid=str(seg.StudyInstanceUID))
+    if response is not None and "FailedSOPSequence" in response and len(response.FailedSOPSequence):
+        reason = response.FailedSOPSequence[0].get("FailureReason", "unknown")
+        raise ValueError(f"the server refused the SEG (failure reason {reason})")
+    return seg
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = dict(os.environ if environ is None else environ)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", required=True, help="DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web (no credentials in it)")
+    parser.add_argument("--study", required=True, help="Study Instance UID to process")
+    parser.add_argument("--series", help="only this Series Instance UID (default: every CT and MR series of the study)")
+    parser.add_argument("--models", "-m", type=Path, help="weights folder for the application (default: the embedded default)")
+    parser.add_argument("--work", type=Path, help="keep the retrieved series and the results here (default: a temporary folder, removed)")
+    parser.add_argument("--credentials-file", type=Path, help="JSON file with the credentials (see below); never the credentials themselves")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request, > 0 (default 60)")
+    parser.add_argument("--retries", type=int, default=5, help="attempts per request on busy or unreachable servers, 1 to 10 (default 5, exponential back-off)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[%(asctime)s] [%(levelname)s] (%(name)s) - %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(args.log_level)
+    try:
+        if args.timeout <= 0:
+            raise ValueError(f"--timeout must be > 0, got {args.timeout}")
+        if not 1 <= args.retries <= 10:
+            raise ValueError(f"--retries must be from 1 to 10, got {args.retries}")
+        url = urlsplit(args.url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"--url must be an http(s) URL, got {args.url!r}")
+        if url.username or url.password:
+            raise ValueError("--url must not hold credentials: set them in the environment or a credentials file")
+        credentials = load_credentials(environ, args.credentials_file)
+        handler.addFilter(RedactSecrets(credentials.secrets()))
+        logger.info("PACS %s, authentication: %s", args.url, credentials.kind)
+        client = DICOMwebClient(args.url, session=make_session(credentials), permissive_uid=True, timeout=args.timeout)
+        client.set_http_retry_params(retry=args.retries > 1, max_attempts=args.retries)
+        with tempfile.TemporaryDirectory(prefix="diffugts-pacs-") as scratch:
+            work = args.work or Path(scratch)
+            input_folder, output_folder = work / "input", work / "output"
+            pull_study(client, args.study, input_folder, args.series)
+            status = run_application(input_folder, output_folder, args.models, environ)
+            if status != 0:
+                raise ValueError(f"the application failed (exit status {status}); nothing was sent to the PACS")
+            seg = push_seg(client, output_folder / SEG_FILE)
+        print(f"stored DICOM SEG {seg.SOPInstanceUID} (series {seg.SeriesInstanceUID}) in study {seg.StudyInstanceUID}")
+        return 0
+    except ValueError as error:
+        message = str(error)
+    except requests.HTTPError as error:
+        response = error.response
+        message = f"the PACS answered {response.status_code} {response.reason} to {response.request.method} {urlsplit(response.url).path}"
+    except requests.RequestException as error:
+        message = f"cannot reach the PACS at {args.url}: {type(error).__name__}"
+    finally:
+        root.removeHandler(handler)
+    print(f"pacs_bridge: error: {message}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
