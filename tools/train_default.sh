@@ -27,7 +27,15 @@ train() {
     $PY -m monai.bundle run --config_file "$stage_configs" --bundle_root bundle \
         --logging_file bundle/configs/logging.conf --log_dir "$LOGS" --models_dir "$MODELS" "$@"
 }
-FOUNDATION="$CORPUS/datalists/foundation_train.json"
+# The committed weights must not derive from data whose licence forbids it: the InVesalius head
+# CT (GPL-2) stays out of their training set.
+FOUNDATION="$CORPUS/datalists/foundation_train_redistributable.json"
+$PY - "$CORPUS/datalists/foundation_train.json" "$FOUNDATION" <<'PYTHON'
+import json, sys
+datalist = json.load(open(sys.argv[1]))
+datalist["training"] = [e for e in datalist["training"] if e.get("source") != "invesalius-head-ct"]
+json.dump(datalist, open(sys.argv[2], "w"), indent=2)
+PYTHON
 SEEN="$CORPUS/datalists/seen_train.json"
 train "$(configs train train_vae)" --datalist "$FOUNDATION" \
     --patch_size "[32,32,32]" --batch_size 8 --iterations "$VAE_ITERATIONS" --learning_rate 0.001
