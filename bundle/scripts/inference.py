@@ -230,7 +230,7 @@ class BundleRunner:
         report = self._write_case(pipeline, case, output)
         report["stage_seconds"]["total"] = time.perf_counter() - start
         if self.evaluate:
-            report["metrics"] = self._case_metrics(case, output)
+            report["metrics"] = self._case_metrics(case, output, pipeline)
         report_path = self.output_dir / f"{case.name}_report.json"
         _write_json(report_path, report)
         logger.info(
@@ -275,19 +275,30 @@ class BundleRunner:
             "intended_use": "research only; not for clinical decisions",
         }
 
-    def _case_metrics(self, case: Case, output: PipelineOutput) -> dict[str, Any]:
-        reference_image = nib.load(str(case.label))
-        reference = np.asarray(reference_image.dataobj) > 0
-        prediction = output.results[0].mask
-        if reference.shape != prediction.shape:
-            raise ValueError(f"label {case.label} has shape {reference.shape}, image has {prediction.shape}")
+    def _case_metrics(self, case: Case, output: PipelineOutput, pipeline: DiffuGTSPipeline) -> dict[str, Any]:
+        """DSC, NSD and false-positive volume of the final mask and of the AOVA map alone.
+
+        "AOVA alone" is the ablation of the paper's tables: the AOVA map above the coarse-mask
+        threshold, without inpainting and residual learning, from the same pass.
+        """
+        reference = np.asarray(nib.load(str(case.label)).dataobj) > 0
+        result = output.results[0]
+        if reference.shape != result.mask.shape:
+            raise ValueError(f"label {case.label} has shape {reference.shape}, image has {result.mask.shape}")
         spacing = tuple(float(s) for s in np.linalg.norm(output.affine[:3, :3], axis=0))
+        scores = {}
+        for method, prediction in (("full", result.mask), ("aova_only", result.aova_map > pipeline.config.coarse_threshold)):
+            scores[method] = {
+                "dsc": dice_score(prediction, reference),
+                "nsd": normalized_surface_dice(prediction, reference, spacing, self.nsd_tolerance_mm),
+                "false_positive_ml": false_positive_volume_ml(prediction, reference, spacing),
+                "foreground_free": not bool(np.any(prediction)),
+            }
         return {
-            "category": case.category or output.results[0].prompt.finding or output.results[0].prompt.prompt,
-            "dsc": dice_score(prediction, reference),
-            "nsd": normalized_surface_dice(prediction, reference, spacing, self.nsd_tolerance_mm),
-            "false_positive_ml": false_positive_volume_ml(prediction, reference, spacing),
+            "category": case.category or result.prompt.finding or result.prompt.prompt,
+            "prompt": result.prompt.prompt,
             "reference_ml": float(reference.sum()) * float(np.prod(spacing)) / 1000.0,
+            **scores,
         }
 
     def _write_metrics(self) -> None:
@@ -295,21 +306,29 @@ class BundleRunner:
         categories: dict[str, list[dict[str, Any]]] = {}
         for row in per_case:
             categories.setdefault(row["category"], []).append(row)
-        summary = {}
+        summary: dict[str, dict[str, Any]] = {}
         for category, rows in sorted(categories.items()):
             summary[category] = {"n": len(rows)}
-            for metric in ("dsc", "nsd", "false_positive_ml"):
-                values = np.array([r[metric] for r in rows], dtype=np.float64)
-                summary[category][metric] = {"mean": float(values.mean()), "std": float(values.std())}
+            for method in ("full", "aova_only"):
+                summary[category][method] = {
+                    metric: {
+                        "mean": float(np.mean([r[method][metric] for r in rows])),
+                        "std": float(np.std([r[method][metric] for r in rows])),
+                    }
+                    for metric in ("dsc", "nsd", "false_positive_ml")
+                }
+                summary[category][method]["foreground_free_rate"] = float(np.mean([r[method]["foreground_free"] for r in rows]))
         payload = {"nsd_tolerance_mm": self.nsd_tolerance_mm, "per_category": summary, "per_case": per_case}
         _write_json(self.output_dir / "metrics.json", payload)
         lines = [
-            f"| category | n | DSC | NSD ({self.nsd_tolerance_mm:g} mm) | false-positive mL |",
-            "|---|---|---|---|---|",
+            f"| category | method | n | DSC | NSD ({self.nsd_tolerance_mm:g} mm) | false-positive mL | cases without foreground |",
+            "|---|---|---|---|---|---|---|",
         ]
         for category, row in summary.items():
-            cells = [f"{row[m]['mean']:.3f} ± {row[m]['std']:.3f}" for m in ("dsc", "nsd", "false_positive_ml")]
-            lines.append(f"| {category} | {row['n']} | " + " | ".join(cells) + " |")
+            for method, label in (("full", "DiffuGTS"), ("aova_only", "AOVA map alone")):
+                cells = [f"{row[method][m]['mean']:.3f} ± {row[method][m]['std']:.3f}" for m in ("dsc", "nsd", "false_positive_ml")]
+                free = f"{100 * row[method]['foreground_free_rate']:.0f}%"
+                lines.append(f"| {category} | {label} | {row['n']} | " + " | ".join(cells) + f" | {free} |")
         text = "\n".join(lines) + "\n"
         atomic_write(self.output_dir / "metrics.md", lambda t: Path(t).write_text(text, encoding="utf-8"))
         logger.info("evaluation:\n%s", text)

@@ -93,10 +93,16 @@ def test_evaluation_override_writes_metrics_per_case_and_category(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert [row["case"] for row in metrics["per_case"]] == ["case0", "case1"]
     summary = metrics["per_category"]["liver tumor"]
-    assert summary["n"] == 2 and 0.0 <= summary["dsc"]["mean"] <= 1.0 and metrics["nsd_tolerance_mm"] == 2.0
+    assert summary["n"] == 2 and metrics["nsd_tolerance_mm"] == 2.0
+    for method in ("full", "aova_only"):
+        assert 0.0 <= summary[method]["dsc"]["mean"] <= 1.0 and 0.0 <= summary[method]["foreground_free_rate"] <= 1.0
+        for row in metrics["per_case"]:
+            assert 0 <= row[method]["dsc"] <= 1 and 0 <= row[method]["nsd"] <= 1 and row[method]["false_positive_ml"] >= 0
+            assert row[method]["foreground_free"] in (True, False)
     for row in metrics["per_case"]:
-        assert 0 <= row["dsc"] <= 1 and 0 <= row["nsd"] <= 1 and row["false_positive_ml"] >= 0
-    assert "| liver tumor | 2 |" in (out / "metrics.md").read_text()
+        assert row["reference_ml"] == pytest.approx(6 * 6 * 4 * 1.6 * 1.6 * 2.5 / 1000)
+    table = (out / "metrics.md").read_text()
+    assert "| liver tumor | DiffuGTS | 2 |" in table and "| liver tumor | AOVA map alone | 2 |" in table
 
 
 @pytest.mark.slow
