@@ -11,7 +11,7 @@ LOGS=${LOGS:-bundle/logs}
 MODELS=${MODELS:-bundle/models/mini}
 CASES=${CASES:-12}
 TEST_CASES=${TEST_CASES:-10}
-VAE_ITERATIONS=${VAE_ITERATIONS:-400}
+VAE_ITERATIONS=${VAE_ITERATIONS:-600}
 DIFFUSION_ITERATIONS=${DIFFUSION_ITERATIONS:-300}
 AOVA_ITERATIONS=${AOVA_ITERATIONS:-800}
 REFINER_ITERATIONS=${REFINER_ITERATIONS:-300}
@@ -38,7 +38,7 @@ json.dump(datalist, open(sys.argv[2], "w"), indent=2)
 PYTHON
 SEEN="$CORPUS/datalists/seen_train.json"
 train "$(configs train train_vae)" --datalist "$FOUNDATION" \
-    --patch_size "[32,32,32]" --batch_size 8 --iterations "$VAE_ITERATIONS" --learning_rate 0.001
+    --patch_size "[32,32,32]" --batch_size 8 --iterations "$VAE_ITERATIONS" --learning_rate 0.0003
 train "$(configs train train_diffusion)" --datalist "$FOUNDATION" \
     --patch_size "[64,64,64]" --batch_size 4 --iterations "$DIFFUSION_ITERATIONS" --learning_rate 0.0005
 train "$(configs train train_aova)" --datalist "$SEEN" --iterations "$AOVA_ITERATIONS"

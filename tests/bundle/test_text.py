@@ -61,3 +61,17 @@ def test_encoder_output_does_not_depend_on_the_cache(text_encoder):
 def test_related_prompts_are_closer_than_unrelated_ones(text_encoder):
     liver, hepatic, lung = text_encoder.encode(["liver tumor", "hepatic lesion", "normal lung parenchyma"])
     assert liver @ hepatic > liver @ lung
+
+
+def test_encoder_loads_and_encodes_with_the_network_blocked(monkeypatch):
+    import socket
+
+    from scripts.text import SentenceEncoder
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the text encoder tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    encoder = SentenceEncoder()
+    assert encoder.encode(["liver tumor"]).shape == (1, 384)
