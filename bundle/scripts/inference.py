@@ -57,6 +57,7 @@ class Case:
     modality: Modality
     label: Path | None = None
     category: str | None = None
+    expect_empty: bool = False
 
 
 def _case_name(path: Path) -> str:
@@ -86,7 +87,8 @@ def build_cases(
     """Cases from one image (``input_image``) or a decathlon datalist; ``ValueError`` names the problem.
 
     Datalist entries may carry their own ``prompt``, ``modality`` and ``category``; ``label`` is
-    the reference mask (needed for evaluation).
+    the reference mask (needed for evaluation), or ``"expect_empty": true`` says the prompt names
+    something absent (healthy scans, misleading prompts) so the reference is empty.
     """
     if bool(input_image) == bool(datalist):
         raise ValueError("give either --input_image or --datalist (one of them)")
@@ -116,11 +118,15 @@ def build_cases(
         prompts = _prompt_list(entry.get("prompt")) or default_prompts
         if not prompts:
             raise ValueError(f"no prompt for {image}: give --prompt or a 'prompt' in the datalist")
-        label = Path(entry["label"]) if entry.get("label") else None
-        if require_labels and (label is None or not label.is_file()):
+        expect_empty = bool(entry.get("expect_empty", False))
+        label = Path(entry["label"]) if entry.get("label") and not expect_empty else None
+        if require_labels and not expect_empty and (label is None or not label.is_file()):
             raise ValueError(f"reference label for {image} not found: {label}")
         modality_value = Modality.parse(entry.get("modality", default_modality))
-        cases.append(Case(_case_name(image), image, prompts, modality_value, label, entry.get("category")))
+        name = _case_name(image)
+        if any(c.name == name for c in cases):  # the same image again (another prompt): keep both outputs
+            name = f"{name}_{_slug(prompts[0])}"
+        cases.append(Case(name, image, prompts, modality_value, label, entry.get("category"), expect_empty))
     if not cases:
         raise ValueError(f"datalist {path} has no entries under '{datalist_key}'")
     return cases
@@ -281,8 +287,8 @@ class BundleRunner:
         "AOVA alone" is the ablation of the paper's tables: the AOVA map above the coarse-mask
         threshold, without inpainting and residual learning, from the same pass.
         """
-        reference = np.asarray(nib.load(str(case.label)).dataobj) > 0
         result = output.results[0]
+        reference = np.zeros(result.mask.shape, bool) if case.expect_empty else np.asarray(nib.load(str(case.label)).dataobj) > 0
         if reference.shape != result.mask.shape:
             raise ValueError(f"label {case.label} has shape {reference.shape}, image has {result.mask.shape}")
         spacing = tuple(float(s) for s in np.linalg.norm(output.affine[:3, :3], axis=0))

@@ -85,13 +85,18 @@ def test_evaluation_override_writes_metrics_per_case_and_category(tmp_path):
     for index in range(2):
         image, label = _ct_case(tmp_path, f"case{index}", seed=index)
         entries.append({"image": image.name, "label": label.name, "prompt": "liver tumor", "category": "liver tumor"})
+    misleading = {"image": "case0.nii.gz", "prompt": "brain tumor", "category": "misleading", "expect_empty": True}
     datalist = tmp_path / "datalist.json"
-    datalist.write_text(json.dumps({"test": entries}))
+    datalist.write_text(json.dumps({"test": entries + [misleading]}))
     out = tmp_path / "eval"
     configs = [str(CONFIGS / "inference.json"), str(CONFIGS / "evaluate.json")]
     _workflow(configs, datalist=str(datalist), output_dir=str(out), **TINY).run()
     metrics = json.loads((out / "metrics.json").read_text())
-    assert [row["case"] for row in metrics["per_case"]] == ["case0", "case1"]
+    assert [row["case"] for row in metrics["per_case"]] == ["case0", "case1", "case0_brain-tumor"]
+    misleading_row = metrics["per_case"][2]
+    assert misleading_row["category"] == "misleading" and misleading_row["reference_ml"] == 0.0
+    # Against an empty reference DSC is 1 exactly when nothing is predicted.
+    assert misleading_row["full"]["dsc"] == (1.0 if misleading_row["full"]["foreground_free"] else 0.0)
     summary = metrics["per_category"]["liver tumor"]
     assert summary["n"] == 2 and metrics["nsd_tolerance_mm"] == 2.0
     for method in ("full", "aova_only"):
@@ -99,7 +104,7 @@ def test_evaluation_override_writes_metrics_per_case_and_category(tmp_path):
         for row in metrics["per_case"]:
             assert 0 <= row[method]["dsc"] <= 1 and 0 <= row[method]["nsd"] <= 1 and row[method]["false_positive_ml"] >= 0
             assert row[method]["foreground_free"] in (True, False)
-    for row in metrics["per_case"]:
+    for row in metrics["per_case"][:2]:
         assert row["reference_ml"] == pytest.approx(6 * 6 * 4 * 1.6 * 1.6 * 2.5 / 1000)
     table = (out / "metrics.md").read_text()
     assert "| liver tumor | DiffuGTS | 2 |" in table and "| liver tumor | AOVA map alone | 2 |" in table
