@@ -307,6 +307,18 @@ class _PromptSampler:
         return prompt, label
 
 
+def _dice_where_positive(dice: DiceLoss, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Dice only for patches that hold a tumor; BCE alone teaches the empty ones.
+
+    A smoothed Dice on an empty target is about 1 for any foreground at all, so with healthy
+    patches and misleading prompts in the mix it drove the AOVA map to nothing everywhere (the
+    first trained heads collapsed that way).
+    """
+    if target.any():
+        return dice(prediction, target)
+    return prediction.sum() * 0.0
+
+
 class AOVAIteration:
     """Dice + BCE of the AOVA map (``engine.network`` is :class:`DiffuGTSHeads`, possibly DDP-wrapped)."""
 
@@ -324,7 +336,7 @@ class AOVAIteration:
             levels = encode_with_features(self.vae, image).levels
         engine.network.train()
         aova_map = engine.network("aova", levels, *self.sampler.keys(prompt, device)).clamp(1e-6, 1 - 1e-6)
-        loss = self.dice(aova_map, target) + self.bce(aova_map, target)
+        loss = _dice_where_positive(self.dice, aova_map, target) + self.bce(aova_map, target)
         _train_step(engine, loss)
         return {"loss": loss.item()}
 
@@ -389,7 +401,7 @@ class RefinerIteration:
         )
         engine.network.train()
         logits = engine.network("refiner", image, *inputs)
-        loss = self.dice(logits, target) + self.bce(logits, target)
+        loss = _dice_where_positive(self.dice, logits, target) + self.bce(logits, target)
         _train_step(engine, loss)
         return {"loss": loss.item()}
 
