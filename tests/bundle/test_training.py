@@ -117,3 +117,17 @@ def test_multi_process_override_runs_two_ranks_with_equal_weights(tiny_corpus, t
     rank1 = torch.load(tmp_path / "vae_rank1.pt", weights_only=True)
     assert set(rank0) == set(rank1)
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+
+
+def test_dice_counts_only_for_patches_with_a_tumor():
+    from monai.losses import DiceLoss
+
+    from scripts.training import _dice_where_positive
+
+    dice = DiceLoss(smooth_nr=1e-3, smooth_dr=1e-3)
+    prediction = torch.full((1, 1, 4, 4, 4), 0.3, requires_grad=True)
+    empty = torch.zeros(1, 1, 4, 4, 4)
+    assert _dice_where_positive(dice, prediction, empty).item() == 0.0
+    tumor = empty.clone()
+    tumor[..., :2, :2, :2] = 1
+    assert _dice_where_positive(dice, prediction, tumor).item() == pytest.approx(dice(prediction, tumor).item())
