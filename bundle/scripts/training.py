@@ -307,6 +307,15 @@ class _PromptSampler:
         return prompt, label
 
 
+def _clamp_keep_gradient(probability: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Clamp into (eps, 1 - eps) for BCE's logarithms, letting the gradient through unchanged.
+
+    A plain clamp has zero gradient outside its range: once the AOVA map fell below 1e-6 no loss
+    could raise it again, and the first trained head stayed empty for good.
+    """
+    return probability + (probability.clamp(eps, 1 - eps) - probability).detach()
+
+
 def _dice_where_positive(dice: DiceLoss, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Dice only for patches that hold a tumor; BCE alone teaches the empty ones.
 
@@ -335,7 +344,7 @@ class AOVAIteration:
         with torch.no_grad():
             levels = encode_with_features(self.vae, image).levels
         engine.network.train()
-        aova_map = engine.network("aova", levels, *self.sampler.keys(prompt, device)).clamp(1e-6, 1 - 1e-6)
+        aova_map = _clamp_keep_gradient(engine.network("aova", levels, *self.sampler.keys(prompt, device)))
         loss = _dice_where_positive(self.dice, aova_map, target) + self.bce(aova_map, target)
         _train_step(engine, loss)
         return {"loss": loss.item()}

@@ -131,3 +131,13 @@ def test_dice_counts_only_for_patches_with_a_tumor():
     tumor = empty.clone()
     tumor[..., :2, :2, :2] = 1
     assert _dice_where_positive(dice, prediction, tumor).item() == pytest.approx(dice(prediction, tumor).item())
+
+
+def test_clamped_map_still_gets_a_gradient_below_the_clamp():
+    from scripts.training import _clamp_keep_gradient
+
+    probability = torch.tensor([1e-9, 0.5], requires_grad=True)
+    clamped = _clamp_keep_gradient(probability)
+    assert clamped[0].item() == pytest.approx(1e-6)
+    clamped.sum().backward()
+    assert probability.grad.tolist() == [1.0, 1.0]
