@@ -25,9 +25,7 @@ kept out of training too.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -35,6 +33,7 @@ from typing import Any, Sequence
 
 from .categories import SEEN_CATEGORIES, Category
 from .real_anatomy import RealSource
+from .writer import write_json
 
 __all__ = [
     "Split",
@@ -190,10 +189,4 @@ def write_datalist(path: str | os.PathLike, spec: DatalistSpec, entries: Sequenc
         f"num{spec.key.capitalize()}": len(entries),
         spec.key: list(entries),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".json", dir=path.parent)
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        json.dump(document, stream, indent=2)
-        stream.write("\n")
-    os.replace(temporary, path)
-    return path
+    return write_json(path, document)

@@ -10,13 +10,13 @@ thin colored lines. CT uses an abdominal window (-160 to 240 HU) or a lung windo
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..preprocessing import Modality
 from .labels import OrganLabel
 
@@ -108,13 +108,8 @@ def write_montage(panels: Sequence[MontagePanel], path: str | os.PathLike, *, co
                 ax.set_title(panel.title, fontsize=7)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(handle)
     try:
-        figure.savefig(temporary, dpi=dpi)
-        os.replace(temporary, path)
+        atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=dpi))
     finally:
         plt.close(figure)
-        if os.path.exists(temporary):
-            os.unlink(temporary)
     return path

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 
+from ..atomic import atomic_write
 from ..preprocessing import Modality
 
 __all__ = ["save_nifti", "write_json", "write_case", "CASE_FOLDERS"]
@@ -44,14 +44,7 @@ def save_nifti(path: str | os.PathLike, array: np.ndarray, affine: np.ndarray, d
     image.set_qform(affine, code=1)
     image.header.set_xyzt_units("mm", "sec")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".nii.gz", dir=path.parent)
-    os.close(handle)
-    try:
-        nib.save(image, temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    atomic_write(path, lambda temporary: nib.save(image, temporary))
     return path
 
 
@@ -59,11 +52,7 @@ def write_json(path: str | os.PathLike, document: Any) -> Path:
     """Write JSON atomically (temporary name in the same folder, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".json", dir=path.parent)
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        json.dump(document, stream, indent=2)
-        stream.write("\n")
-    os.replace(temporary, path)
+    atomic_write(path, lambda temporary: Path(temporary).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8"))
     return path
 
 
