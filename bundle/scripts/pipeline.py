@@ -20,7 +20,6 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
 
 from .aova import coarse_mask

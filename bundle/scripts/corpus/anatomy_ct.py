@@ -215,7 +215,7 @@ class _Torso:
         self.pancreas_t = t
 
     def kidneys(self) -> None:
-        rng, s = self.rng, self.s
+        rng = self.rng
         for side, name in ((1.0, "right"), (-1.0, "left")):
             center = self.jitter_point([65.0 * side, -45.0, -45.0 if side > 0 else -30.0], 4.0)
             semi = [self.jitter(28.0, 2.0), self.jitter(24.0, 2.0), self.jitter(55.0, 3.0)]
