@@ -70,6 +70,9 @@ class PipelineConfig:
         coarse_threshold: AOVA level that enters the coarse mask, in (0, 1).
         coarse_dilation: margin added to the coarse mask, in working-grid voxels, >= 0.
         threshold: probability above which a voxel is tumor, in (0, 1).
+        confine_to_coarse_mask: keep the final mask inside the coarse mask. [ours] Outside it the
+            scan was not inpainted, so no residual speaks for a tumor there; without this the
+            refiner alone answers healthy scans and misleading prompts.
         min_tumor_volume_ml: connected components smaller than this are removed, >= 0.
         overlap: overlap of sliding-window patches, in [0, 1).
         patch_size: patch in working-grid voxels, each a multiple of the profile divisor
@@ -87,6 +90,7 @@ class PipelineConfig:
     coarse_threshold: float = 0.5
     coarse_dilation: int = 2
     threshold: float = 0.5
+    confine_to_coarse_mask: bool = True
     min_tumor_volume_ml: float = 0.05
     overlap: float = 0.25
     patch_size: tuple[int, int, int] | None = None
@@ -315,10 +319,9 @@ class _PatchSegmenter:
         for index, (keys, abnormal) in enumerate(self.embeddings):
             with timer("aova"):
                 aova_map = p.heads.aova(features.levels, keys, abnormal).aova_map
-                if config.inpainting is InpaintingMode.DIRECT:
-                    region = torch.ones_like(aova_map)
-                else:
-                    region = coarse_mask(aova_map, config.coarse_threshold, config.coarse_dilation)
+                coarse = coarse_mask(aova_map, config.coarse_threshold, config.coarse_dilation)
+                # Direct generation (the ablation) regenerates the whole patch, not only the coarse mask.
+                region = torch.ones_like(coarse) if config.inpainting is InpaintingMode.DIRECT else coarse
             with timer("inpainting"):
                 pseudo_healthy = patch
                 if region.any():
@@ -344,7 +347,10 @@ class _PatchSegmenter:
                     pseudo_levels = encode_with_features(p.vae, pseudo_healthy).levels
                 residuals = feature_residuals(features.levels, pseudo_levels, patch.shape[2:])
                 logits = p.heads.refiner(patch, pseudo_healthy, aova_map, residuals)
-            outputs[f"probability_{index}"] = torch.sigmoid(logits.float())
+            probability = torch.sigmoid(logits.float())
+            if config.confine_to_coarse_mask:
+                probability = probability * coarse
+            outputs[f"probability_{index}"] = probability
             outputs[f"aova_{index}"] = aova_map.float()
             outputs[f"pseudo_healthy_{index}"] = pseudo_healthy.float()
             outputs[f"region_{index}"] = region.float()

@@ -76,6 +76,29 @@ def test_pseudo_healthy_keeps_the_scan_outside_the_coarse_mask(pipeline, monkeyp
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("confine", [True, False])
+def test_final_probability_stays_inside_the_coarse_mask(pipeline, monkeypatch, confine):
+    from dataclasses import replace
+
+    from scripts.aova import AOVAOutput
+
+    def box_map(features, keys, abnormal):  # coarse mask: one box
+        aova = torch.zeros_like(features[0][:, :1])
+        aova[..., 20:36, 20:36, 8:24] = 0.9
+        return AOVAOutput(aova, [aova])
+
+    monkeypatch.setattr(pipeline.heads.aova, "forward", box_map)
+    monkeypatch.setattr(pipeline.heads.refiner, "forward", lambda image, *rest: torch.full_like(image, 5.0))
+    monkeypatch.setattr(pipeline, "config", replace(pipeline.config, confine_to_coarse_mask=confine))
+    image = _ct_volume((48, 48, 32))
+    result = pipeline.segment(image, spacing=(1.0, 1.0, 1.0), modality="CT", prompts="liver tumor").results[0]
+    outside = np.ones(image.shape, dtype=bool)
+    outside[27:, 27:, 11:] = False  # the dilated box on the input grid, as in the test above
+    assert result.mask.any()
+    assert result.mask[outside].any() != confine
+
+
+@pytest.mark.slow
 def test_mr_end_to_end_with_spacing_only(pipeline):
     image = _mr_volume()
     output = pipeline.segment(image, spacing=(1.2, 1.2, 2.0), modality="MR", prompts="glioma")
