@@ -13,8 +13,10 @@ CASES=${CASES:-12}
 TEST_CASES=${TEST_CASES:-10}
 VAE_ITERATIONS=${VAE_ITERATIONS:-600}
 DIFFUSION_ITERATIONS=${DIFFUSION_ITERATIONS:-300}
-AOVA_ITERATIONS=${AOVA_ITERATIONS:-800}
-REFINER_ITERATIONS=${REFINER_ITERATIONS:-300}
+AOVA_ITERATIONS=${AOVA_ITERATIONS:-1200}
+REFINER_ITERATIONS=${REFINER_ITERATIONS:-400}
+# Which stages to run, in order; later stages read the earlier stages' weights from $MODELS.
+STAGES=${STAGES:-"vae diffusion aova refiner"}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 if [ ! -f "$CORPUS/corpus.json" ]; then
@@ -37,11 +39,16 @@ datalist["training"] = [e for e in datalist["training"] if e.get("source") != "i
 json.dump(datalist, open(sys.argv[2], "w"), indent=2)
 PYTHON
 SEEN="$CORPUS/datalists/seen_train.json"
-train "$(configs train train_vae)" --datalist "$FOUNDATION" \
-    --patch_size "[32,32,32]" --batch_size 8 --iterations "$VAE_ITERATIONS" --learning_rate 0.0003
-train "$(configs train train_diffusion)" --datalist "$FOUNDATION" \
-    --patch_size "[64,64,64]" --batch_size 4 --iterations "$DIFFUSION_ITERATIONS" --learning_rate 0.0005
-train "$(configs train train_aova)" --datalist "$SEEN" --iterations "$AOVA_ITERATIONS"
-train "$(configs train train_aova train_refiner)" --datalist "$SEEN" --iterations "$REFINER_ITERATIONS"
+for stage in $STAGES; do
+    case $stage in
+    vae) train "$(configs train train_vae)" --datalist "$FOUNDATION" \
+        --patch_size "[32,32,32]" --batch_size 8 --iterations "$VAE_ITERATIONS" --learning_rate 0.0003 ;;
+    diffusion) train "$(configs train train_diffusion)" --datalist "$FOUNDATION" \
+        --patch_size "[64,64,64]" --batch_size 4 --iterations "$DIFFUSION_ITERATIONS" --learning_rate 0.0005 ;;
+    aova) train "$(configs train train_aova)" --datalist "$SEEN" --iterations "$AOVA_ITERATIONS" ;;
+    refiner) train "$(configs train train_aova train_refiner)" --datalist "$SEEN" --iterations "$REFINER_ITERATIONS" ;;
+    *) echo "unknown stage $stage: expected vae, diffusion, aova, refiner" >&2; exit 2 ;;
+    esac
+done
 $PY -m tools.plot_training --logs "$LOGS" --output bundle/docs/training_curves.png
 ls -l "$MODELS"

@@ -5,7 +5,8 @@ constant ratio, F'_l = alpha * T_l(F_l) + (1 - alpha) * F_l [paper]. Pixel queri
 of F'_l) attend to text-attribute keys (a projection of the sentence embeddings); the softmax runs
 over the keys, and the level's anomaly map is the attention mass on the abnormal sentences. Level
 maps are upsampled to full resolution and averaged (or weighted by learned weights) into the AOVA
-map, which lies in [0, 1] by construction.
+map, which lies in [0, 1] by construction. The similarity is the scaled dot product or, CLIP-style,
+the cosine times a learned temperature.
 """
 
 from __future__ import annotations
@@ -22,20 +23,26 @@ __all__ = ["FeatureAdapter", "AOVAHead", "AOVAOutput", "coarse_mask"]
 
 
 class FeatureAdapter(nn.Module):
-    """F' = alpha * T(F) + (1 - alpha) * F, with T two 1x1x1 convolutions and a GELU.
+    """F' = alpha * T(F) + (1 - alpha) * F, with T two convolutions and a GELU.
 
     Args:
         channels: channels of the frozen feature.
         alpha: constant mixing ratio in [0, 1]; 0 leaves the frozen feature unchanged.
+        kernel_size: of T's first convolution, odd. 1 makes T the paper's per-voxel linear layers;
+            3 lets a small encoder's features see their neighbourhood.
     """
 
-    def __init__(self, channels: int, alpha: float = 0.5) -> None:
+    def __init__(self, channels: int, alpha: float = 0.5, kernel_size: int = 1) -> None:
         super().__init__()
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"adapter kernel_size must be odd and >= 1, got {kernel_size}")
         self.alpha = alpha
         self.transform = nn.Sequential(
-            nn.Conv3d(channels, channels, kernel_size=1), nn.GELU(), nn.Conv3d(channels, channels, kernel_size=1)
+            nn.Conv3d(channels, channels, kernel_size=kernel_size, padding=kernel_size // 2),
+            nn.GELU(),
+            nn.Conv3d(channels, channels, kernel_size=1),
         )
 
     def forward(self, feature: torch.Tensor) -> torch.Tensor:
@@ -60,6 +67,9 @@ class AOVAHead(nn.Module):
         levels: which levels enter the map (indices into ``feature_channels``); a single level
             gives the ablation variants of supplementary Table 8.
         aggregation: ``mean`` or ``learned`` (softmax-normalised level weights).
+        similarity: ``dot`` (scaled dot product) or ``cosine`` (unit query and key, times a
+            learned temperature that starts at ``initial_temperature``).
+        adapter_kernel_size: kernel of the adapters' first convolution (see :class:`FeatureAdapter`).
     """
 
     def __init__(
@@ -70,6 +80,9 @@ class AOVAHead(nn.Module):
         alpha: float = 0.5,
         levels: Sequence[int] | None = None,
         aggregation: str = "mean",
+        similarity: str = "dot",
+        adapter_kernel_size: int = 1,
+        initial_temperature: float = 10.0,
     ) -> None:
         super().__init__()
         self.levels = tuple(range(len(feature_channels)) if levels is None else levels)
@@ -77,20 +90,30 @@ class AOVAHead(nn.Module):
             raise ValueError(f"levels {self.levels} must index the {len(feature_channels)} feature levels")
         if aggregation not in ("mean", "learned"):
             raise ValueError(f"aggregation must be 'mean' or 'learned', got {aggregation!r}")
+        if similarity not in ("dot", "cosine"):
+            raise ValueError(f"similarity must be 'dot' or 'cosine', got {similarity!r}")
         self.aggregation = aggregation
+        self.similarity = similarity
         self.embed_dim = embed_dim
-        self.adapters = nn.ModuleList(FeatureAdapter(c, alpha) for c in feature_channels)
+        self.adapters = nn.ModuleList(FeatureAdapter(c, alpha, adapter_kernel_size) for c in feature_channels)
         # Group norm first: the frozen features' scale differs by level and by profile.
         self.queries = nn.ModuleList(
             nn.Sequential(nn.GroupNorm(1, c), nn.Conv3d(c, embed_dim, kernel_size=1)) for c in feature_channels
         )
         self.keys = nn.Linear(text_dim, embed_dim)
         self.level_logits = nn.Parameter(torch.zeros(len(self.levels))) if aggregation == "learned" else None
+        # CLIP's parameterisation: the log of the temperature is learned.
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(initial_temperature))) if similarity == "cosine" else None
 
     def level_map(self, level: int, feature: torch.Tensor, keys: torch.Tensor, abnormal: torch.Tensor) -> torch.Tensor:
         """Attention mass on abnormal keys at one level: (B, 1, *feature grid) in [0, 1]."""
         query = self.queries[level](self.adapters[level](feature))
-        logits = torch.einsum("bexyz,ke->bkxyz", query, keys) / math.sqrt(self.embed_dim)
+        if self.log_temperature is not None:
+            query, keys = F.normalize(query, dim=1), F.normalize(keys, dim=1)
+            scale = self.log_temperature.clamp(max=math.log(100.0)).exp()  # CLIP's cap on the scale
+        else:
+            scale = 1.0 / math.sqrt(self.embed_dim)
+        logits = torch.einsum("bexyz,ke->bkxyz", query, keys) * scale
         attention = logits.softmax(dim=1)
         return attention[:, abnormal].sum(dim=1, keepdim=True)
 

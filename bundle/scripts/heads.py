@@ -29,6 +29,8 @@ class DiffuGTSHeads(nn.Module):
         alpha: adapter mixing ratio in [0, 1].
         levels: feature levels that enter the AOVA map (all by default).
         aggregation: ``mean`` or ``learned``.
+        similarity: ``dot`` or ``cosine`` (learned temperature) attention.
+        adapter_kernel_size: kernel of the adapters' first convolution, odd.
         refiner_channels: widths of the refiner UNet.
     """
 
@@ -40,10 +42,15 @@ class DiffuGTSHeads(nn.Module):
         alpha: float = 0.5,
         levels: Sequence[int] | None = None,
         aggregation: str = "mean",
+        similarity: str = "dot",
+        adapter_kernel_size: int = 1,
         refiner_channels: Sequence[int] = (16, 32, 64),
     ) -> None:
         super().__init__()
-        self.aova = AOVAHead(feature_channels, text_dim, embed_dim, alpha, levels, aggregation)
+        self.aova = AOVAHead(
+            feature_channels, text_dim, embed_dim, alpha, levels, aggregation,
+            similarity=similarity, adapter_kernel_size=adapter_kernel_size,
+        )
         self.refiner = ResidualRefiner(len(feature_channels), refiner_channels)
 
     def forward(self, stage: str, *inputs: torch.Tensor) -> torch.Tensor:
@@ -58,8 +65,10 @@ class DiffuGTSHeads(nn.Module):
 
 
 def heads_for_profile(profile: str | FoundationProfile, **options) -> DiffuGTSHeads:
-    """Heads sized for the encoder taps of ``profile``; ``options`` go to :class:`DiffuGTSHeads`."""
-    return DiffuGTSHeads(get_profile(profile).feature_channels, **options)
+    """Heads sized for the encoder taps of ``profile``, with its head options; ``options`` (keyword
+    arguments of :class:`DiffuGTSHeads`) override them."""
+    profile = get_profile(profile)
+    return DiffuGTSHeads(profile.feature_channels, **{**profile.heads, **options})
 
 
 def load_heads_weights(heads: DiffuGTSHeads, path: str | os.PathLike) -> None:

@@ -36,7 +36,7 @@ from .foundation import (
     modality_class_label,
     spacing_condition,
 )
-from .heads import DiffuGTSHeads, load_heads_weights
+from .heads import DiffuGTSHeads, heads_for_profile, load_heads_weights
 from .inpainting import InpaintingMode, latent_inpaint, latent_region
 from .preprocessing import (
     Modality,
@@ -67,7 +67,7 @@ class PipelineConfig:
         inpainting: ``latent`` (regenerate the coarse-mask region; the method) or ``direct``
             (regenerate the whole latent; ablation).
         scheduler: ``rflow`` (MAISI rectified flow) or ``ddpm``.
-        coarse_threshold: AOVA level that enters the coarse mask, in (0, 1).
+        coarse_threshold: AOVA level that enters the coarse mask, in (0, 1) (None: the profile's).
         coarse_dilation: margin added to the coarse mask, in working-grid voxels, >= 0.
         threshold: probability above which a voxel is tumor, in (0, 1).
         confine_to_coarse_mask: keep the final mask inside the coarse mask. [ours] Outside it the
@@ -87,7 +87,7 @@ class PipelineConfig:
     strength: float = 0.8
     inpainting: InpaintingMode = InpaintingMode.LATENT
     scheduler: str = "rflow"
-    coarse_threshold: float = 0.5
+    coarse_threshold: float | None = None
     coarse_dilation: int = 2
     threshold: float = 0.5
     confine_to_coarse_mask: bool = True
@@ -102,10 +102,11 @@ class PipelineConfig:
         """A copy with defaults filled in from ``profile``; ``ValueError`` names the bad knob."""
         steps = profile.num_inference_steps if self.num_steps is None else int(self.num_steps)
         patch = tuple(int(p) for p in (self.patch_size or profile.patch_size))
+        coarse_threshold = profile.coarse_threshold if self.coarse_threshold is None else float(self.coarse_threshold)
         checks = [
             (steps >= 1, f"num_steps must be >= 1, got {steps}"),
             (0.0 < self.strength <= 1.0, f"strength must lie in (0, 1], got {self.strength}"),
-            (0.0 < self.coarse_threshold < 1.0, f"coarse_threshold must lie in (0, 1), got {self.coarse_threshold}"),
+            (0.0 < coarse_threshold < 1.0, f"coarse_threshold must lie in (0, 1), got {coarse_threshold}"),
             (self.coarse_dilation >= 0, f"coarse_dilation must be >= 0, got {self.coarse_dilation}"),
             (0.0 < self.threshold < 1.0, f"threshold must lie in (0, 1), got {self.threshold}"),
             (self.min_tumor_volume_ml >= 0, f"min_tumor_volume_ml must be >= 0, got {self.min_tumor_volume_ml}"),
@@ -119,7 +120,7 @@ class PipelineConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-        return replace(self, num_steps=steps, patch_size=patch, inpainting=InpaintingMode(self.inpainting))
+        return replace(self, num_steps=steps, patch_size=patch, coarse_threshold=coarse_threshold, inpainting=InpaintingMode(self.inpainting))
 
 
 @dataclass
@@ -407,7 +408,7 @@ def build_pipeline(
     unet = build_diffusion_unet(profile, device)
     text_encoder = text_encoder or SentenceEncoder()
     if heads is None:
-        heads = DiffuGTSHeads(profile.feature_channels, text_dim=text_encoder.dimension, **(heads_options or {}))
+        heads = heads_for_profile(profile, text_dim=text_encoder.dimension, **(heads_options or {}))
     heads = heads.to(device)
     scale_factor = 1.0
     provenance: dict[str, str] = {}

@@ -363,8 +363,9 @@ class RefinerIteration:
         *,
         num_steps: int = 10,
         strength: float = 0.8,
-        coarse_threshold: float = 0.5,
+        coarse_threshold: float | None = None,
         coarse_dilation: int = 2,
+        profile: str = "mini",
         misleading_rate: float = 0.3,
         seed: int = 0,
     ) -> None:
@@ -374,7 +375,9 @@ class RefinerIteration:
         self.scale_factor = float(scale_factor)
         self.sampler = _PromptSampler(text_encoder, misleading_rate, seed)
         self.num_steps, self.strength = num_steps, strength
-        self.coarse_threshold, self.coarse_dilation = coarse_threshold, coarse_dilation
+        # The coarse mask as the pipeline makes it: the profile's threshold unless one is given.
+        self.coarse_threshold = get_profile(profile).coarse_threshold if coarse_threshold is None else coarse_threshold
+        self.coarse_dilation = coarse_dilation
         self.generator = torch.Generator().manual_seed(seed)
         self.dice = DiceLoss(sigmoid=True, smooth_nr=1e-3, smooth_dr=1e-3)
         self.bce = nn.BCEWithLogitsLoss()

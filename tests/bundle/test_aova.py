@@ -72,3 +72,24 @@ def test_coarse_mask_thresholds_and_dilates():
     assert coarse_mask(aova, 0.95, dilation=2).sum() == 0
     with pytest.raises(ValueError, match="threshold"):
         coarse_mask(aova, 1.0)
+
+
+def test_cosine_similarity_has_a_trainable_temperature():
+    torch.manual_seed(0)
+    head = AOVAHead(CHANNELS, similarity="cosine")
+    out = head(_features(), *_keys())
+    assert out.aova_map.min() >= 0 and out.aova_map.max() <= 1
+    out.aova_map.sum().backward()
+    assert head.log_temperature.grad is not None and head.log_temperature.grad != 0
+    with pytest.raises(ValueError, match="similarity"):
+        AOVAHead(CHANNELS, similarity="euclid")
+
+
+def test_adapter_kernel_widens_the_receptive_field():
+    feature = torch.zeros(1, 8, 7, 7, 7)
+    feature[..., 3, 3, 3] = 1.0
+    wide, point = FeatureAdapter(8, 1.0, kernel_size=3), FeatureAdapter(8, 1.0, kernel_size=1)
+    changed = lambda adapter: (adapter(feature) - adapter(torch.zeros_like(feature))).abs().sum(1) > 0  # noqa: E731
+    assert changed(point).sum() == 1 and changed(wide).sum() == 27
+    with pytest.raises(ValueError, match="kernel_size"):
+        FeatureAdapter(8, kernel_size=2)
