@@ -4,6 +4,10 @@
 PYTHON := .venv/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+# The tests run without a network: in a new network namespace (unshare --net) with only the
+# loopback interface up (the PACS bridge test talks to Orthanc on 127.0.0.1). Root may create
+# one; other users get it inside a user namespace (--map-root-user).
+OFFLINE := unshare --net $(if $(filter 0,$(shell id -u)),,--map-root-user) sh -c 'ip link set lo up && exec "$$@"' offline
 
 .PHONY: setup demo test
 setup:
@@ -12,5 +16,7 @@ setup:
 demo: setup
 	$(PYTHON) -m tools.demo --output demo_output
 
+# Set-up and the test data need the network; the tests must not.
 test: setup
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m tools.fetch_test_data
+	$(OFFLINE) $(PYTHON) -m pytest -q

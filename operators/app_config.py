@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from scripts import Modality, PipelineConfig
+from scripts.text import validate_prompt
 
 __all__ = ["AppConfig", "ENV_APP_CONFIG", "ENV_PROMPTS", "ENV_SERIES_RULES", "MAX_PROMPTS_PER_MODALITY"]
 
@@ -68,7 +69,8 @@ class AppConfig:
         ``DIFFUGTS_PROMPTS`` and ``DIFFUGTS_SERIES_RULES``.
 
         Raises:
-            ValueError: unreadable file, bad JSON or a knob out of range (the message says which).
+            ValueError: unreadable file, bad JSON or a knob out of range; the message says which,
+                and names the file or variable it came from.
         """
         environ = os.environ if environ is None else environ
         path = Path(environ.get(ENV_APP_CONFIG) or default_path)
@@ -83,10 +85,19 @@ class AppConfig:
                 raise ValueError(f"{ENV_PROMPTS} is not valid JSON ({error.msg}): expected e.g. '{{\"CT\": [\"liver tumor\"]}}'") from None
             if not isinstance(override, dict):
                 raise ValueError(f"{ENV_PROMPTS} must be a JSON object such as '{{\"CT\": [\"liver tumor\"]}}'")
+            try:
+                _parse_prompts(override)
+            except ValueError as error:
+                raise ValueError(f"{ENV_PROMPTS}: {error}") from None
             data["prompts"] = {**(data.get("prompts") or {}), **override}
         if environ.get(ENV_SERIES_RULES):
+            if not Path(environ[ENV_SERIES_RULES]).is_file():
+                raise ValueError(f"{ENV_SERIES_RULES}: series rules file {environ[ENV_SERIES_RULES]} does not exist")
             data["series_rules"] = environ[ENV_SERIES_RULES]
-        return cls.from_mapping(data)
+        try:
+            return cls.from_mapping(data)
+        except ValueError as error:
+            raise ValueError(f"application configuration file {path}: {error}") from None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> AppConfig:
@@ -182,7 +193,10 @@ def _parse_prompts(raw: Any) -> dict[Modality, tuple[str, ...]]:
             raise ValueError(f"prompts for {modality.value} must be a list of non-empty strings, got {values!r}")
         if len(values) > MAX_PROMPTS_PER_MODALITY:
             raise ValueError(f"at most {MAX_PROMPTS_PER_MODALITY} prompts per modality, got {len(values)} for {modality.value}")
-        cleaned = tuple(" ".join(v.split()) for v in values)
+        try:  # the pipeline's own rules (letters, length), checked before any DICOM is read
+            cleaned = tuple(validate_prompt(v) for v in values)
+        except ValueError as error:
+            raise ValueError(f"prompts for {modality.value}: {error}") from None
         if len(set(cleaned)) != len(cleaned):
             raise ValueError(f"prompts for {modality.value} repeat an entry: {list(cleaned)}")
         prompts[modality] = cleaned

@@ -2,8 +2,9 @@
 
 The SDK's :class:`~monai.deploy.operators.DICOMDataLoaderOperator` quietly skips files pydicom
 cannot read and raises a generic error when nothing loads. A clinical application should instead
-say what is wrong with the folder it was given: empty, nothing but non-DICOM files, or DICOM mixed
-with other files (which usually means the wrong folder was picked).
+say what is wrong with the folder it was given: empty, nothing but non-DICOM files, DICOM mixed
+with other files (which usually means the wrong folder was picked), or damaged DICOM files (a
+truncated copy would otherwise just go missing from its series).
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from pathlib import Path
 
 from monai.deploy.core import Fragment
 from monai.deploy.operators import DICOMDataLoaderOperator
+from pydicom import dcmread
 from pydicom.misc import is_dicom
 
-__all__ = ["DICOMInputLoaderOperator", "list_input_files"]
+__all__ = ["DICOMInputLoaderOperator", "list_input_files", "damaged_files"]
 
 logger = logging.getLogger(__name__)
+
+#: What the SDK needs to place a file in a study and series; a file without them is skipped.
+_REQUIRED_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
 
 
 def list_input_files(folder: str | os.PathLike) -> tuple[list[Path], list[Path]]:
@@ -41,6 +46,38 @@ def _is_dicom(path: Path) -> bool:
         return is_dicom(path)
     except OSError:
         return False
+
+
+def damaged_files(dicom_files: list[Path], studies) -> list[tuple[Path, str]]:
+    """The DICOM files the SDK left out of every series because they cannot be read whole.
+
+    Files it left out on purpose (a SOP class it ignores, a second copy of a slice position)
+    are readable and are not reported.
+    """
+    loaded = {
+        str(instance.get_native_sop_instance().filename)
+        for study in studies
+        for series in study.get_all_series()
+        for instance in series.get_sop_instances()
+    }
+    damaged = []
+    for path in dicom_files:
+        if str(path) in loaded:
+            continue
+        try:
+            dataset = dcmread(path, stop_before_pixels=True)
+        except Exception as error:  # pydicom raises many types for damaged files
+            damaged.append((path, f"unreadable: {_first_line(error)}"))
+            continue
+        missing = [keyword for keyword in _REQUIRED_KEYWORDS if keyword not in dataset]
+        if missing:
+            damaged.append((path, f"no {missing[0]}, truncated?"))
+    return damaged
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 class DICOMInputLoaderOperator(DICOMDataLoaderOperator):
@@ -74,7 +111,18 @@ class DICOMInputLoaderOperator(DICOMDataLoaderOperator):
                 raise ValueError(f"{message}: remove them or set allow_non_dicom_files in the configuration")
             logger.warning("%s: ignored", message)
         logger.info("loading %d DICOM file(s) from %s", len(dicom_files), input_path)
-        studies = self._load_data([str(path) for path in dicom_files])
+        try:
+            studies = self._load_data([str(path) for path in dicom_files])
+        except Exception as error:  # pydicom raises many types for damaged files
+            raise ValueError(f"cannot read the DICOM files in {input_path}: {_first_line(error)}") from None
+        damaged = damaged_files(dicom_files, studies)
+        if damaged:
+            shown = ", ".join(f"{path.relative_to(input_path)} ({reason})" for path, reason in damaged[:3])
+            more = f" and {len(damaged) - 3} more" if len(damaged) > 3 else ""
+            message = f"input folder {input_path} holds {len(damaged)} damaged DICOM file(s): {shown}{more}"
+            if not self.allow_non_dicom_files:
+                raise ValueError(f"{message}; replace them, or set allow_non_dicom_files in the configuration to skip them")
+            logger.warning("%s: skipped", message)
         if not studies:
             raise ValueError(f"no DICOM study could be read from {input_path}")
         return studies

@@ -28,6 +28,7 @@ from scripts.foundation import PROFILES
 from scripts.pipeline import WEIGHT_FILES
 
 from .app_config import AppConfig
+from .series_rules import series_folder
 from .volume_geometry import series_affine, slices_to_xyz, xyz_to_slices
 
 __all__ = ["EMBEDDED_MODELS", "WeightsChoice", "resolve_weights", "SegmentationRun", "DiffuGTSOperator"]
@@ -202,7 +203,10 @@ class DiffuGTSOperator(Operator):
             "segmenting %s series %s (%d slices of %dx%d) for %s",
             modality.value, series.SeriesInstanceUID, *volume.shape, ", ".join(repr(p) for p in prompts),
         )
-        output = self.pipeline.segment(slices_to_xyz(volume), affine=affine, modality=modality, prompts=list(prompts))
+        try:
+            output = self.pipeline.segment(slices_to_xyz(volume), affine=affine, modality=modality, prompts=list(prompts))
+        except ValueError as error:  # a bad volume (NaN voxels, too large): name the series and its files
+            raise ValueError(f"series {series.SeriesInstanceUID} in {series_folder(series)}: {error}") from None
         for result in output.results:
             logger.info("'%s': %.2f mL segmented", result.prompt.prompt, result.tumor_volume_ml)
         return SegmentationRun(

@@ -8,12 +8,14 @@ series that can be segmented as a volume:
 * ``min_slices`` (per selection): enough slices for a 3D model.
 * ``orientation`` (per selection, optional): ``axial``, ``coronal`` or ``sagittal``, from the
   dominant axis of the slice normal; needs no ``PatientPosition``.
-* always: single-frame, single-channel images of one size and one orientation, with positions
-  regularly spaced along the normal (no gaps, no duplicates), so the stack is a volume.
+* always: single-frame, single-channel images of one size and one orientation, with complete
+  pixel data and positions regularly spaced along the normal (no gaps, no duplicates), so the
+  stack is a volume. Each reason names a file of the series that shows the problem.
 
 The selections are tried in order; the first that any series satisfies wins, and among its series
 the one with the most slices. Exactly one series goes downstream. When none qualifies the operator
-raises ``ValueError`` with one line that says, for each series found, why it was not used.
+raises ``ValueError`` with one line that says, for each series found, where its files are and
+why it was not used (an unsupported modality such as PT is named as such).
 
 The default rules are in ``default_series_rules.json`` next to this module; a rules file in the
 same format replaces them (``DIFFUGTS_SERIES_RULES`` or ``series_rules`` in the configuration).
@@ -33,6 +35,8 @@ from monai.deploy.core import Fragment
 from monai.deploy.core.domain.dicom_series import DICOMSeries
 from monai.deploy.core.domain.dicom_series_selection import SelectedSeries, StudySelectedSeries
 from monai.deploy.operators import DICOMSeriesSelectorOperator
+from pydicom import Dataset
+from pydicom.pixels.utils import get_expected_length
 
 from .volume_geometry import slice_normal
 
@@ -43,6 +47,8 @@ __all__ = [
     "load_rules",
     "describe_rules",
     "reconstruction_problem",
+    "modality_problem",
+    "series_folder",
     "series_orientation",
 ]
 
@@ -52,6 +58,8 @@ DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "default_series_rules.jso
 ORIENTATIONS = ("sagittal", "coronal", "axial")  # dominant axis of the normal: x, y, z
 #: Largest relative deviation of a slice gap from the median gap that still counts as regular.
 SPACING_TOLERANCE = 0.1
+#: What the pipeline segments (``scripts.Modality``); other modalities are named in the refusal.
+SUPPORTED_MODALITIES = ("CT", "MR")
 
 
 @dataclass(frozen=True)
@@ -113,36 +121,110 @@ def series_orientation(series: DICOMSeries) -> str:
     return ORIENTATIONS[int(np.argmax(np.abs(normal)))]
 
 
+def _file_name(dataset: Dataset) -> str:
+    """The name of the file a dataset was read from (``?`` when it was not read from a file)."""
+    filename = getattr(dataset, "filename", None)
+    return Path(filename).name if isinstance(filename, (str, os.PathLike)) else "?"
+
+
+def series_folder(series: DICOMSeries) -> str:
+    """The folder holding the files of ``series`` (their common parent)."""
+    files = [getattr(ds, "filename", None) for ds in _datasets(series)]
+    parents = {str(Path(f).parent) for f in files if isinstance(f, (str, os.PathLike))}
+    return os.path.commonpath(sorted(parents)) if parents else "?"
+
+
+def _datasets(series: DICOMSeries) -> list[Dataset]:
+    return [instance.get_native_sop_instance() for instance in series.get_sop_instances()]
+
+
+def _truncated_pixel_data(ds: Dataset) -> str | None:
+    # Native (uncompressed) pixel data has a known length; a damaged copy or an interrupted
+    # transfer leaves it short, and the SDK would fail on it with a traceback.
+    transfer_syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if transfer_syntax is None or transfer_syntax.is_encapsulated:
+        return None
+    try:
+        expected = int(get_expected_length(ds, unit="bytes"))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return f"{_file_name(ds)} lacks the attributes that describe its pixel data"
+    actual = len(ds.PixelData)
+    if actual < expected:
+        return f"pixel data of {_file_name(ds)} is truncated ({actual} of {expected} bytes)"
+    return None
+
+
+def _bad_rescale(ds: Dataset) -> str | None:
+    # A non-finite slope or intercept is invalid DICOM; the SDK would cast the NaN it yields into
+    # the integer volume as arbitrary numbers instead of failing.
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        if keyword in ds:
+            try:
+                finite = np.isfinite(float(ds.data_element(keyword).value))
+            except (TypeError, ValueError):
+                finite = False
+            if not finite:
+                return f"{keyword} of {_file_name(ds)} is not a finite number ({ds.data_element(keyword).value!r})"
+    return None
+
+
 def reconstruction_problem(series: DICOMSeries) -> str | None:
     """Why the slices of ``series`` do not form a regular volume, or ``None`` when they do."""
-    datasets = [instance.get_native_sop_instance() for instance in series.get_sop_instances()]
-    if not all("PixelData" in ds for ds in datasets):
+    datasets = _datasets(series)
+    with_pixels = [ds for ds in datasets if "PixelData" in ds]
+    if not with_pixels:
         return "not an image series"
-    if any(int(ds.get("NumberOfFrames", 1) or 1) > 1 for ds in datasets):
-        return "multi-frame images (only single-frame slice series are read)"
+    if len(with_pixels) < len(datasets):
+        damaged = next(ds for ds in datasets if "PixelData" not in ds)
+        return f"{_file_name(damaged)} has no pixel data (a damaged or truncated file?)"
+    multi_frame = [ds for ds in datasets if int(ds.get("NumberOfFrames", 1) or 1) > 1]
+    if multi_frame:
+        return f"multi-frame image {_file_name(multi_frame[0])} (only single-frame slice series are read)"
     if any(int(ds.get("SamplesPerPixel", 1)) != 1 for ds in datasets):
         return "colour images"
     for keyword in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing"):
-        if not all(keyword in ds for ds in datasets):
-            return f"{keyword} missing"
-    if len({(int(ds.Rows), int(ds.Columns)) for ds in datasets}) > 1:
-        return "slices of different sizes"
+        lacking = [ds for ds in datasets if keyword not in ds]
+        if lacking:
+            return f"{keyword} missing ({_file_name(lacking[0])})"
+    for ds in datasets:
+        problem = _truncated_pixel_data(ds) or _bad_rescale(ds)
+        if problem:
+            return problem
+    sizes = [(int(ds.Rows), int(ds.Columns)) for ds in datasets]
+    if len(set(sizes)) > 1:
+        odd = next(ds for ds, size in zip(datasets, sizes) if size != sizes[0])
+        return f"slices of different sizes ({_file_name(datasets[0])} {sizes[0][0]}x{sizes[0][1]}, {_file_name(odd)} {odd.Rows}x{odd.Columns})"
     orientations = np.asarray([[float(v) for v in ds.ImageOrientationPatient] for ds in datasets])
-    if np.abs(orientations - orientations[0]).max() > 1e-3:
-        return "slices of different orientations"
+    deviation = np.abs(orientations - orientations[0]).max(axis=1)
+    if deviation.max() > 1e-3:
+        return f"slices of different orientations ({_file_name(datasets[int(np.argmax(deviation))])})"
     try:
         normal = slice_normal(datasets[0])
     except ValueError as error:
-        return str(error)
+        return f"{_file_name(datasets[0])}: {error}"
     if len(datasets) > 1:
-        distances = np.sort([float(np.dot(normal, [float(v) for v in ds.ImagePositionPatient])) for ds in datasets])
-        gaps = np.diff(distances)
+        distances = np.asarray([float(np.dot(normal, [float(v) for v in ds.ImagePositionPatient])) for ds in datasets])
+        order = np.argsort(distances, kind="stable")
+        gaps = np.diff(distances[order])
         median = float(np.median(gaps))
         if median <= 1e-3:
             return "slices at the same position"
-        if np.abs(gaps - median).max() > SPACING_TOLERANCE * median:
-            return f"irregular slice spacing ({gaps.min():.2f} to {gaps.max():.2f} mm: missing or extra slices)"
+        worst = int(np.argmax(np.abs(gaps - median)))
+        if abs(gaps[worst] - median) > SPACING_TOLERANCE * median:
+            before, after = (_file_name(datasets[i]) for i in order[worst:worst + 2])
+            return (
+                f"irregular slice spacing ({gaps.min():.2f} to {gaps.max():.2f} mm, {gaps[worst]:.2f} mm between "
+                f"{before} and {after}: missing or extra slices)"
+            )
     return None
+
+
+def modality_problem(series: DICOMSeries) -> str | None:
+    """Why the pipeline cannot segment the series' modality, or ``None`` (CT and MR)."""
+    modality = str(getattr(series, "Modality", "") or "?")
+    if modality.upper() in SUPPORTED_MODALITIES:
+        return None
+    return f"modality {modality} is not supported (DiffuGTS segments {' and '.join(SUPPORTED_MODALITIES)})"
 
 
 class ClinicalSeriesSelectorOperator(DICOMSeriesSelectorOperator):
@@ -177,7 +259,7 @@ class ClinicalSeriesSelectorOperator(DICOMSeriesSelectorOperator):
             candidates = []
             for study in studies:
                 for series in self._matching(rule, study):
-                    reason = problems[id(series)] or self._extension_problem(rule, series)
+                    reason = modality_problem(series) or problems[id(series)] or self._extension_problem(rule, series)
                     if reason:
                         reasons.setdefault(id(series), reason)
                     else:
@@ -193,8 +275,9 @@ class ClinicalSeriesSelectorOperator(DICOMSeriesSelectorOperator):
                 selection.add_selected_series(SelectedSeries(rule.name, series, None))
                 return [selection]
         details = "; ".join(
-            f"{series.SeriesInstanceUID} ({getattr(series, 'Modality', '?')}, {len(series.get_sop_instances())} image(s)): "
-            f"{reasons.get(id(series)) or problems[id(series)] or 'matches no selection rule'}"
+            f"{series.SeriesInstanceUID} ({getattr(series, 'Modality', '?')}, {len(series.get_sop_instances())} image(s) "
+            f"in {series_folder(series)}): "
+            f"{reasons.get(id(series)) or modality_problem(series) or problems[id(series)] or 'matches no selection rule'}"
             for _, series in all_series
         )
         raise ValueError(f"no usable series in the input ({len(all_series)} found; rules: {self.rules_source}): {details}")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -264,14 +266,29 @@ def _frozen(network: torch.nn.Module, device: torch.device | str) -> Any:
 
 
 def read_checkpoint(path: str | os.PathLike, device: torch.device | str) -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, never code.
+
+    Raises:
+        CheckpointError: one line naming the file and why it was refused.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
     try:
         return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(f"cannot read weights file {path}: {_unpickling_reason(error)}") from error
     except Exception as error:  # torch raises several types for truncated or foreign files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"cannot read weights file {path}: {reason}") from error
+
+
+def _unpickling_reason(error: pickle.UnpicklingError) -> str:
+    # torch's message is a page of advice to load the file unsafely; keep only what it refused.
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+    if refused:
+        return f"it holds a pickled Python object ({refused.group(1)}), not only tensors: refused, weights are loaded with weights_only=True"
+    return "not a PyTorch checkpoint of tensors (refused by weights_only=True)"
 
 
 def load_state_dict_strict(network: torch.nn.Module, state: Any, path: str | os.PathLike, what: str) -> None:

@@ -1,13 +1,17 @@
 """The bundle's runner: DiffuGTS on image files, NIfTI outputs, reports and evaluation.
 
 ``configs/inference.json`` declares a :class:`BundleRunner` as its ``evaluator``; ``evaluate.json``
-switches evaluation on. A user mistake (missing file, unknown modality, empty prompt, unreadable
-weights, unwritable output folder) ends the run with one ``error: ...`` line and exit status 1,
-before anything is written; every file is written under a temporary name and then renamed.
+switches evaluation on. A user mistake (missing or damaged file, a volume that is not 3D or too
+large for the memory budget, unknown modality, empty prompt, unreadable weights, unwritable output
+folder) ends the run with one ``error: ...`` line naming the problem and the file, and exit
+status 1. Every file is written under a temporary name and then renamed, and a run that fails
+removes what it wrote, so an output folder holds the outputs of finished runs only. Inputs are
+only read: an output that would replace an input file is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +27,7 @@ import nibabel as nib
 import numpy as np
 import torch
 from monai.data import load_decathlon_datalist
+import psutil
 from monai.transforms import LoadImage
 from tqdm.auto import tqdm
 
@@ -110,12 +115,15 @@ def build_cases(
         entries = load_decathlon_datalist(str(path), is_segmentation=True, data_list_key=datalist_key)
     except (ValueError, KeyError, json.JSONDecodeError) as error:
         raise ValueError(f"cannot read datalist {path} (key '{datalist_key}'): {error}") from None
-    cases = []
+    cases: list[Case] = []
     for entry in entries:
         image = Path(entry["image"])
         if not image.is_file():
             raise ValueError(f"image listed in {path} not found: {image}")
-        prompts = _prompt_list(entry.get("prompt")) or default_prompts
+        try:
+            prompts = _prompt_list(entry.get("prompt")) or default_prompts
+        except ValueError as error:
+            raise ValueError(f"datalist {path}, entry {image.name}: {error}") from None
         if not prompts:
             raise ValueError(f"no prompt for {image}: give --prompt or a 'prompt' in the datalist")
         expect_empty = bool(entry.get("expect_empty", False))
@@ -123,9 +131,7 @@ def build_cases(
         if require_labels and not expect_empty and (label is None or not label.is_file()):
             raise ValueError(f"reference label for {image} not found: {label}")
         modality_value = Modality.parse(entry.get("modality", default_modality))
-        name = _case_name(image)
-        if any(c.name == name for c in cases):  # the same image again (another prompt): keep both outputs
-            name = f"{name}_{_slug(prompts[0])}"
+        name = _unique_name(_case_name(image), prompts[0], {c.name for c in cases})
         cases.append(Case(name, image, prompts, modality_value, label, entry.get("category"), expect_empty))
     if not cases:
         raise ValueError(f"datalist {path} has no entries under '{datalist_key}'")
@@ -136,20 +142,47 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40]
 
 
-def _write_nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
+def _unique_name(name: str, prompt: str, taken: set[str]) -> str:
+    """``name``, or with the prompt and then a counter appended: a datalist may list one image
+    several times (other prompts, or repeats) and every case keeps its own outputs."""
+    if name not in taken:
+        return name
+    candidate, counter = f"{name}_{_slug(prompt)}", 2
+    while candidate in taken:
+        candidate, counter = f"{name}_{_slug(prompt)}_{counter}", counter + 1
+    return candidate
+
+
+def _output_stem(case: Case, prompt: str) -> str:
+    return case.name if len(case.prompts) == 1 else f"{case.name}_{_slug(prompt)}"
+
+
+def _nifti_writer(array: np.ndarray, affine: np.ndarray) -> Callable[[str], None]:
     image = nib.Nifti1Image(array, affine)
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
-    atomic_write(path, lambda temporary: nib.save(image, temporary))
+    return lambda temporary: nib.save(image, temporary)
 
 
-def _write_json(path: Path, payload: Any) -> None:
+def _json_writer(payload: Any) -> Callable[[str], None]:
     def write(temporary: str) -> None:
         with open(temporary, "w", encoding="utf-8") as handle:
             json.dump(payload, handle, indent=2)
             handle.write("\n")
 
-    atomic_write(path, write)
+    return write
+
+
+def _header_geometry(path: Path) -> tuple[tuple[int, ...], tuple[float, ...]] | None:
+    """Shape and voxel size from a NIfTI header, without reading the voxels; ``None`` for other
+    formats or an unreadable header (the loader then reports the file)."""
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        return None
+    try:
+        header = nib.load(str(path)).header
+        return tuple(int(n) for n in header.get_data_shape()), tuple(float(z) for z in header.get_zooms())
+    except Exception:  # nibabel raises many types for damaged headers
+        return None
 
 
 def software_versions() -> dict[str, str]:
@@ -192,20 +225,30 @@ class BundleRunner:
         self.nsd_tolerance_mm = float(nsd_tolerance_mm)
         self.bundle_version = bundle_version
         self.reports: list[dict[str, Any]] = []
+        self._written: list[Path] = []
+        self._created_output_dir = False
 
     def run(self) -> list[dict[str, Any]]:
+        self._written = []
         try:
             return self._run()
         except ValueError as error:  # user mistakes: one line, no traceback
+            self._remove_written()
             logger.error("%s", error)
             raise SystemExit(f"error: {error}") from None
+        except BaseException:
+            self._remove_written()
+            raise
 
     def _run(self) -> list[dict[str, Any]]:
         if self.nsd_tolerance_mm <= 0:
             raise ValueError(f"nsd_tolerance_mm must be > 0, got {self.nsd_tolerance_mm}")
         cases = self.cases_factory()
         self._prepare_output_dir()
+        self._refuse_overwriting_inputs(cases)
         pipeline = self.pipeline_factory()
+        for case in cases:  # before any voxel is read: a bad case late in a datalist fails fast
+            self._check_header(pipeline, case)
         loader = LoadImage(image_only=True)
         self.reports = []
         for case in tqdm(cases, desc="cases", disable=len(cases) < 2):
@@ -216,12 +259,51 @@ class BundleRunner:
         return self.reports
 
     def _prepare_output_dir(self) -> None:
+        self._created_output_dir = not self.output_dir.exists()
         try:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise ValueError(f"cannot create output folder {self.output_dir}: {error.strerror}") from None
         if not os.access(self.output_dir, os.W_OK | os.X_OK):
             raise ValueError(f"output folder is not writable: {self.output_dir}")
+
+    def _output_paths(self, case: Case) -> list[Path]:
+        stems = [_output_stem(case, prompt) for prompt in case.prompts]
+        names = [f"{stem}{suffix}" for stem in stems for suffix in OUTPUT_SUFFIXES.values()] + [f"{case.name}_report.json"]
+        return [self.output_dir / name for name in names]
+
+    def _refuse_overwriting_inputs(self, cases: list[Case]) -> None:
+        inputs = {path.resolve() for case in cases for path in (case.image, case.label) if path is not None}
+        extra = [self.output_dir / "metrics.json", self.output_dir / "metrics.md"] if self.evaluate else []
+        for path in [p for case in cases for p in self._output_paths(case)] + extra:
+            if path.resolve() in inputs:
+                raise ValueError(f"the output {path} would replace the input file of that name: choose another --output_dir")
+
+    @staticmethod
+    def _check_header(pipeline: DiffuGTSPipeline, case: Case) -> None:
+        geometry = _header_geometry(case.image)
+        if geometry is None:
+            return
+        shape, spacing = geometry
+        try:
+            if len(shape) != 3:
+                raise ValueError(f"expected a 3D volume, got an image of shape {shape}")
+            pipeline.check_memory(shape, spacing[:3], case.modality, len(case.prompts))
+        except ValueError as error:
+            raise ValueError(f"{case.image}: {error}") from None
+
+    def _write(self, path: Path, write: Callable[[str], None]) -> None:
+        atomic_write(path, write)
+        self._written.append(path)
+
+    def _remove_written(self) -> None:
+        # A failed run leaves nothing: no one mistakes the outputs of half a datalist for a result.
+        for path in self._written:
+            path.unlink(missing_ok=True)
+        self._written = []
+        if self._created_output_dir:
+            with contextlib.suppress(OSError):  # kept when something else was put there meanwhile
+                self.output_dir.rmdir()
 
     def _run_case(self, pipeline: DiffuGTSPipeline, loader: LoadImage, case: Case) -> dict[str, Any]:
         start = time.perf_counter()
@@ -237,8 +319,10 @@ class BundleRunner:
         report["stage_seconds"]["total"] = time.perf_counter() - start
         if self.evaluate:
             report["metrics"] = self._case_metrics(case, output, pipeline)
+        del volume, output  # before measuring: what stays resident is what the next case inherits
+        report["resident_memory_mb"] = psutil.Process().memory_info().rss / 2**20
         report_path = self.output_dir / f"{case.name}_report.json"
-        _write_json(report_path, report)
+        self._write(report_path, _json_writer(report))
         logger.info(
             "%s: %s in %.1f s", case.name,
             ", ".join(f"'{p['prompt']}' {p['tumor_volume_ml']:.2f} mL" for p in report["prompts"]),
@@ -248,13 +332,13 @@ class BundleRunner:
 
     def _write_case(self, pipeline: DiffuGTSPipeline, case: Case, output: PipelineOutput) -> dict[str, Any]:
         prompts = []
-        for result in output.results:
-            stem = case.name if len(output.results) == 1 else f"{case.name}_{_slug(result.prompt.prompt)}"
+        for prompt, result in zip(case.prompts, output.results):
+            stem = _output_stem(case, prompt)
             files = {}
             for key, suffix in OUTPUT_SUFFIXES.items():
                 array = getattr(result, key)
                 path = self.output_dir / f"{stem}{suffix}"
-                _write_nifti(path, array.astype(np.uint8 if key == "mask" else np.float32), output.affine)
+                self._write(path, _nifti_writer(array.astype(np.uint8 if key == "mask" else np.float32), output.affine))
                 files[key] = path.name
             prompts.append(
                 {
@@ -325,7 +409,7 @@ class BundleRunner:
                 }
                 summary[category][method]["foreground_free_rate"] = float(np.mean([r[method]["foreground_free"] for r in rows]))
         payload = {"nsd_tolerance_mm": self.nsd_tolerance_mm, "per_category": summary, "per_case": per_case}
-        _write_json(self.output_dir / "metrics.json", payload)
+        self._write(self.output_dir / "metrics.json", _json_writer(payload))
         lines = [
             f"| category | method | n | DSC | NSD ({self.nsd_tolerance_mm:g} mm) | false-positive mL | cases without foreground |",
             "|---|---|---|---|---|---|---|",
@@ -336,5 +420,5 @@ class BundleRunner:
                 free = f"{100 * row[method]['foreground_free_rate']:.0f}%"
                 lines.append(f"| {category} | {label} | {row['n']} | " + " | ".join(cells) + f" | {free} |")
         text = "\n".join(lines) + "\n"
-        atomic_write(self.output_dir / "metrics.md", lambda t: Path(t).write_text(text, encoding="utf-8"))
+        self._write(self.output_dir / "metrics.md", lambda t: Path(t).write_text(text, encoding="utf-8"))
         logger.info("evaluation:\n%s", text)

@@ -38,6 +38,7 @@ from .foundation import (
 )
 from .heads import DiffuGTSHeads, heads_for_profile, load_heads_weights
 from .inpainting import InpaintingMode, latent_inpaint, latent_region
+from .memory_budget import check_memory_budget
 from .preprocessing import (
     Modality,
     VolumeGeometry,
@@ -80,6 +81,8 @@ class PipelineConfig:
         working_spacing: voxel size (mm) to run at (None: the profile's for the modality, else
             the input's own).
         seed: seeds the diffusion noise; the same seed gives the same output.
+        memory_budget_gb: a volume whose estimated peak memory exceeds this many GiB is refused
+            before it is processed (None: the memory available at the time).
         progress: show progress bars.
     """
 
@@ -96,6 +99,7 @@ class PipelineConfig:
     patch_size: tuple[int, int, int] | None = None
     working_spacing: tuple[float, float, float] | None = None
     seed: int = 0
+    memory_budget_gb: float | None = None
     progress: bool = True
 
     def validated(self, profile: FoundationProfile) -> PipelineConfig:
@@ -116,6 +120,10 @@ class PipelineConfig:
                 f"patch_size must be three multiples of {profile.divisor}, got {patch}",
             ),
             (self.scheduler in ("rflow", "ddpm"), f"scheduler must be 'rflow' or 'ddpm', got {self.scheduler!r}"),
+            (
+                self.memory_budget_gb is None or float(self.memory_budget_gb) > 0,
+                f"memory_budget_gb must be > 0 (or null for the available memory), got {self.memory_budget_gb}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -204,6 +212,26 @@ class DiffuGTSPipeline:
     def working_spacing(self, modality: Modality) -> tuple[float, float, float] | None:
         return self.config.working_spacing or self.profile.working_spacing.get(modality)
 
+    def check_memory(self, shape: Sequence[int], spacing: Sequence[float], modality: Modality | str, prompts: int) -> int:
+        """Refuse (``ValueError``) a volume too large for ``memory_budget_gb``; return the estimate in bytes.
+
+        Called by :meth:`segment`, and by callers that know the shape from a file header before
+        loading the voxels. The budget is host memory: on an accelerator the working grid and the
+        patches are not counted.
+        """
+        if min(int(n) for n in shape) < 1:
+            raise ValueError(f"the volume has a zero-size dimension: shape {tuple(int(n) for n in shape)}")
+        return check_memory_budget(
+            shape,
+            spacing,
+            working_spacing=self.working_spacing(Modality.parse(modality)),
+            divisor=self.profile.divisor,
+            patch_size=self.config.patch_size,
+            prompts=prompts,
+            budget_gb=self.config.memory_budget_gb,
+            host_only=self.device.type != "cpu",
+        )
+
     @torch.no_grad()
     def segment(
         self,
@@ -238,6 +266,7 @@ class DiffuGTSPipeline:
         prompt_sets = [self.prompt_builder.build(p) for p in prompt_list]
         with timer("preprocessing"):
             volume = as_volume(image, spacing=spacing, affine=affine)
+            self.check_memory(volume.shape[1:], volume.pixdim.tolist(), modality, len(prompt_sets))
             if organ_mask is not None and tuple(np.shape(organ_mask)) != tuple(volume.shape[1:]):
                 raise ValueError(f"organ mask shape {np.shape(organ_mask)} differs from the image {tuple(volume.shape[1:])}")
             window = intensity_window(volume, modality)

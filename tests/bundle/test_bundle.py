@@ -167,3 +167,24 @@ def test_metadata_verifies_offline_against_the_shipped_schema():
     from monai.bundle import verify_metadata
 
     verify_metadata(meta_file=str(CONFIGS / "metadata.json"), filepath=str(BUNDLE / "docs" / "meta_schema_20240725.json"))
+
+
+def test_a_datalist_may_list_one_image_several_times_and_each_case_keeps_its_outputs(tmp_path):
+    from scripts.inference import build_cases
+
+    image, _ = _ct_case(tmp_path)
+    entries = [{"image": image.name, "prompt": "liver tumor"}] * 3 + [{"image": image.name, "prompt": "kidney tumor"}]
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"test": entries}))
+    names = [case.name for case in build_cases(datalist=str(datalist))]
+    assert names == ["case", "case_liver-tumor", "case_liver-tumor_2", "case_kidney-tumor"]
+
+
+def test_a_bad_prompt_in_a_datalist_names_the_datalist_and_the_entry(tmp_path):
+    from scripts.inference import build_cases
+
+    image, _ = _ct_case(tmp_path)
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"test": [{"image": image.name, "prompt": "  "}]}))
+    with pytest.raises(ValueError, match=r"datalist .*datalist\.json, entry case\.nii\.gz: the prompt is empty"):
+        build_cases(datalist=str(datalist))

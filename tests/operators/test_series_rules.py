@@ -94,7 +94,7 @@ def test_reconstruction_problems_are_named(fragment, tmp_path, phantom_ct):
     dataset.save_as(path)
     loader = DICOMInputLoaderOperator(fragment, input_folder=folder, name="tilt_loader")
     series = loader.load_data_to_studies(folder)[0].get_all_series()[0]
-    assert reconstruction_problem(series) == "slices of different orientations"
+    assert reconstruction_problem(series) == f"slices of different orientations ({path.name})"
 
 
 def test_custom_rules_file_replaces_the_defaults(fragment, phantom_ct, tmp_path):
