@@ -117,9 +117,12 @@ def test_same_input_twice_gives_the_same_outputs(pipeline):
 
 
 def test_large_volume_is_processed_in_patches(pipeline, monkeypatch):
+    from dataclasses import replace
+
     calls = []
     from scripts import pipeline as module
 
+    monkeypatch.setattr(pipeline, "config", replace(pipeline.config, patch_size=(64, 64, 64)))
     original = module._PatchSegmenter.__call__
     monkeypatch.setattr(module._PatchSegmenter, "__call__", lambda self, patch: calls.append(patch.shape) or original(self, patch))
     image = np.full((80, 40, 40), -900.0, dtype=np.float32)  # 2 mm grid -> 80 x 40 x 40 voxels: > one 64^3 patch
