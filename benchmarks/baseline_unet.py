@@ -1,0 +1,173 @@
+"""The supervised baseline: a plain MONAI 3D UNet trained on the seen categories, tumor vs background.
+
+Training is the bundle's (``configs/train.json`` + ``configs/train_baseline.json``, DiceCE on 64^3
+pos/neg patches of ``seen_train.json``). Dice is taken over the batch of 2 and crops are 3:1 tumor
+centred: with per-patch Dice on single patches (1:1) the first 400-iteration run collapsed to an
+empty prediction (maximum probability 0.27 even on training cases), as the AOVA head did (model
+card). This module runs that command and evaluates the result on
+the same cases and with the same metric functions (``scripts.metrics``) as the bundle's evaluation,
+writing a ``metrics.json`` of the same format (method key ``baseline_unet``). The UNet takes no
+prompt: on a misleading prompt it predicts what it would for the right one.
+
+    .venv/bin/python -m benchmarks.baseline_unet --datalist LIST.json --output OUT/metrics.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from .bundle_eval import ROOT, _offline_env
+
+sys.path.insert(0, str(ROOT / "bundle"))
+
+from monai.bundle import ConfigParser  # noqa: E402
+from monai.inferers import SlidingWindowInferer  # noqa: E402
+from monai.transforms import LoadImage  # noqa: E402
+
+from scripts.foundation import get_profile  # noqa: E402
+from scripts.metrics import dice_score, false_positive_volume_ml, normalized_surface_dice  # noqa: E402
+from scripts.preprocessing import Modality, VolumeGeometry, as_volume, intensity_window, normalize_intensity  # noqa: E402
+
+__all__ = ["METHOD", "DEFAULT_WEIGHTS", "train", "build_network", "evaluate", "summarize"]
+
+METHOD = "baseline_unet"
+CONFIGS = [ROOT / "bundle/configs/train.json", ROOT / "bundle/configs/train_baseline.json"]
+DEFAULT_DIR = ROOT / ".cache" / "baseline"
+DEFAULT_WEIGHTS = DEFAULT_DIR / "baseline_unet.pt"
+PATCH = (64, 64, 64)  # the training patch; also the sliding window
+
+
+def train(datalist: Path, iterations: int, baseline_dir: Path = DEFAULT_DIR) -> dict[str, Any]:
+    """Train through the bundle; returns the command, wall time and loss summary."""
+    configs = "[" + ",".join(f"'{c}'" for c in CONFIGS) + "]"
+    command = [
+        sys.executable, "-m", "monai.bundle", "run", "--config_file", configs, "--bundle_root", str(ROOT / "bundle"),
+        "--logging_file", str(ROOT / "bundle/configs/logging.conf"), "--datalist", str(datalist),
+        "--iterations", str(iterations), "--baseline_dir", str(baseline_dir),
+    ]
+    baseline_dir.mkdir(parents=True, exist_ok=True)
+    print(f"[baseline] training {iterations} iterations: {' '.join(command)}", flush=True)
+    start = time.perf_counter()
+    with open(baseline_dir / "train.log", "w", encoding="utf-8") as log:
+        subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=_offline_env(), check=True)
+    summary = training_summary(baseline_dir, command)
+    summary["wall_seconds"] = time.perf_counter() - start
+    (baseline_dir / "training.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def training_summary(baseline_dir: Path, command: list[str] | None = None) -> dict[str, Any]:
+    """Iterations, training seconds and mean loss of the first and last 50 iterations."""
+    history = json.loads((baseline_dir / "baseline_loss.json").read_text())
+    losses = history["loss"]
+    window = min(50, len(losses))
+    return {
+        "iterations": len(losses),
+        "train_seconds": history["seconds"],
+        "seconds_per_iteration": history["seconds"] / max(1, len(losses)),
+        "loss_first": float(np.mean(losses[:window])),
+        "loss_last": float(np.mean(losses[-window:])),
+        "command": command,
+    }
+
+
+def build_network(weights: Path, device: torch.device) -> torch.nn.Module:
+    """The ``network_def`` of the training configs, with the trained weights."""
+    parser = ConfigParser()
+    parser.read_config([str(c) for c in CONFIGS])
+    parser["bundle_root"] = str(ROOT / "bundle")
+    network = parser.get_parsed_content("network_def")
+    network.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
+    return network.to(device).eval()
+
+
+@torch.no_grad()
+def _predict(network: torch.nn.Module, volume, modality: Modality, profile, device) -> np.ndarray:
+    """Tumor mask on the input grid, through the pipeline's own preprocessing and its inverse."""
+    geometry = VolumeGeometry(working_spacing=profile.working_spacing.get(modality), divisor=profile.divisor)
+    working = geometry(normalize_intensity(volume, intensity_window(volume, modality)))
+    inferer = SlidingWindowInferer(roi_size=PATCH, sw_batch_size=1, overlap=0.25, mode="gaussian")
+    probability = torch.sigmoid(inferer(working.as_tensor()[None].to(device), network))[0].cpu()
+    return (geometry.invert(probability, working)[0] > 0.5).numpy()
+
+
+def evaluate(datalist: dict[str, Any], weights: Path, output: Path, nsd_tolerance_mm: float = 2.0) -> dict[str, Any]:
+    """DSC, NSD and false-positive mL per case and category; written to ``output`` and returned."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    network = build_network(weights, device)
+    profile = get_profile("mini")  # the same working grid as the embedded default
+    loader = LoadImage(image_only=True)
+    predictions: dict[str, np.ndarray] = {}  # prompt-agnostic: one prediction per image
+    per_case = []
+    for entry in datalist["test"]:
+        start = time.perf_counter()
+        volume = as_volume(loader(entry["image"]))
+        modality = Modality.parse(entry.get("modality", "CT"))
+        if entry["image"] not in predictions:
+            predictions[entry["image"]] = _predict(network, volume, modality, profile, device)
+        prediction = predictions[entry["image"]]
+        spacing = tuple(float(s) for s in np.linalg.norm(volume.affine.numpy()[:3, :3], axis=0))
+        if entry.get("expect_empty"):
+            reference = np.zeros(prediction.shape, bool)
+        else:
+            reference = np.asarray(nib.load(entry["label"]).dataobj) > 0  # as the bundle reads labels
+        per_case.append(
+            {
+                "case": Path(entry["image"]).name,
+                "category": entry["category"],
+                "prompt": entry.get("prompt"),
+                "seconds": time.perf_counter() - start,
+                METHOD: {
+                    "dsc": dice_score(prediction, reference),
+                    "nsd": normalized_surface_dice(prediction, reference, spacing, nsd_tolerance_mm),
+                    "false_positive_ml": false_positive_volume_ml(prediction, reference, spacing),
+                    "foreground_free": not bool(prediction.any()),
+                },
+            }
+        )
+    payload = {"nsd_tolerance_mm": nsd_tolerance_mm, "weights": str(weights), "per_category": summarize(per_case), "per_case": per_case}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(payload, indent=2))
+    return payload
+
+
+def summarize(per_case: list[dict[str, Any]], method: str = METHOD) -> dict[str, Any]:
+    """Mean and std per category, in the bundle's ``metrics.json`` layout."""
+    categories: dict[str, list[dict[str, Any]]] = {}
+    for row in per_case:
+        categories.setdefault(row["category"], []).append(row)
+    summary = {}
+    for category, rows in sorted(categories.items()):
+        stats = {
+            metric: {"mean": float(np.mean([r[method][metric] for r in rows])), "std": float(np.std([r[method][metric] for r in rows]))}
+            for metric in ("dsc", "nsd", "false_positive_ml")
+        }
+        stats["foreground_free_rate"] = float(np.mean([r[method]["foreground_free"] for r in rows]))
+        summary[category] = {"n": len(rows), method: stats}
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datalist", type=Path, required=True, help="a decathlon datalist with a 'test' list")
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    parser.add_argument("--output", type=Path, required=True, help="metrics.json to write")
+    args = parser.parse_args(argv)
+    payload = evaluate(json.loads(args.datalist.read_text()), args.weights, args.output)
+    for category, row in payload["per_category"].items():
+        print(f"{category}: n {row['n']}, DSC {row[METHOD]['dsc']['mean']:.3f}, NSD {row[METHOD]['nsd']['mean']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
