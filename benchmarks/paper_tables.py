@@ -60,10 +60,22 @@ class PaperTables:
         self._baseline: dict[str, Any] | None = None
         self.baseline_training: dict[str, Any] | None = None
         self.baseline_error = ""
+        self.baseline_seen: dict[str, Any] | None = None
 
     # -- shared runs -------------------------------------------------------------------------
     def datalist(self) -> dict[str, Any]:
         return build_datalist(self.args.corpus, self.args.limit)
+
+    def seen_validation_datalist(self) -> dict[str, Any]:
+        """Tumor cases of the seen categories' validation split (at most ``--limit`` per category)."""
+        folder = self.args.corpus / "datalists"
+        entries = json.loads((folder / "validation.json").read_text())["validation"]
+        per_category: dict[str, list[dict[str, Any]]] = {}
+        for entry in entries:
+            if entry.get("label") and not entry["category"].startswith("healthy"):
+                resolved = {**entry, **{k: str((folder / entry[k]).resolve()) for k in ("image", "label")}}
+                per_category.setdefault(entry["category"], []).append(resolved)
+        return {"name": "seen validation", "test": [e for rows in per_category.values() for e in rows[: self.args.limit]]}
 
     def tumor_datalist(self) -> dict[str, Any]:
         full = self.datalist()
@@ -97,6 +109,9 @@ class PaperTables:
             print(f"[baseline] evaluating {weights}", flush=True)
             self._baseline = baseline_unet.evaluate(self.datalist(), weights, self.work / "baseline" / "metrics.json")
             self._write_json("runs/baseline_metrics.json", self._baseline)
+            # In-distribution check: a baseline that fails on seen categories says nothing about zero-shot.
+            self.baseline_seen = baseline_unet.evaluate(self.seen_validation_datalist(), weights, self.work / "baseline" / "seen_metrics.json")
+            self._write_json("runs/baseline_seen_validation_metrics.json", self.baseline_seen)
             self._write_json("runs/baseline_training.json", self.baseline_training)
         return self._baseline
 
@@ -127,19 +142,28 @@ class PaperTables:
         ]
         plots.tumor_bars(results, self.out / "zero_shot.png", "Zero-shot: unseen liver tumors (CT) and gliomas (MR)", ("DiffuGTS", "ZePT", "Malenia"))
         training = self.baseline_training or {}
-        return (
-            tables.zero_shot_table(results)
-            + (f"\n**The supervised baseline failed:** `{self.baseline_error}`.\n" if self.baseline_error else "")
-            + f"\nDiffuGTS: the bundle's evaluation command at its defaults (one 128^3 patch per phantom "
-            f"volume, {self._num_steps(main)} diffusion steps, NSD at 2 mm); {self._seconds(main)}.\n"
-            f"\nSupervised UNet: `bundle/configs/train_baseline.json` over `train.json` (MONAI UNet, DiceCE, "
-            f"64^3 pos/neg patches of `seen_train.json`), {training.get('iterations', '?')} iterations in "
+        parts = [tables.zero_shot_table(results)]
+        if self.baseline_error:
+            parts.append(f"\n**The supervised baseline failed:** `{self.baseline_error}`.\n")
+        parts.append(
+            "\nDiffuGTS: the bundle's evaluation command at its defaults (one 128^3 patch per phantom volume, "
+            f"{self._num_steps(main)} diffusion steps, NSD at 2 mm); {self._seconds(main)}.\n"
+        )
+        parts.append(
+            "\nSupervised UNet: `bundle/configs/train_baseline.json` over `train.json` (MONAI UNet, DiceCE, 64^3 "
+            f"pos/neg patches of `seen_train.json`), {training.get('iterations', '?')} iterations in "
             f"{training.get('train_seconds', float('nan')) / 60:.1f} min, loss {training.get('loss_first', float('nan')):.3f} -> "
             f"{training.get('loss_last', float('nan')):.3f} (first -> last 50); evaluated by `benchmarks/baseline_unet.py` "
             "on the same cases, working grid and metric functions, threshold 0.5."
             + (f" Training: {training['note']}." if training.get("note") else "") + "\n"
-            "\n![zero-shot](zero_shot.png)\n"
         )
+        if self.baseline_seen:
+            parts.append(
+                "\nThe supervised UNet on the seen categories' validation cases (in-distribution check):\n\n"
+                + tables.category_table(MethodResult(BASELINE, self.baseline_seen, baseline_unet.METHOD))
+            )
+        parts.append("\n![zero-shot](zero_shot.png)\n")
+        return "".join(parts)
 
     def ablations(self) -> str:
         tumors = self.tumor_datalist()
@@ -212,15 +236,13 @@ class PaperTables:
             ("ct128", "128^3 CT, 'liver tumor'", "CT", "liver tumor"),
             ("mr512", "512x512x155 MR, 'brain tumor'", "MR", "brain tumor"),
         ]
-        runs = [(size, label, modality, prompt, mode, None) for size, label, modality, prompt in sizes for mode in self.args.perf_inpainting]
-        # One 128^3 patch: how the evaluation runs phantoms (zero_shot.py), a third of the default's voxels.
-        runs.insert(len(self.args.perf_inpainting), ("ct128", "128^3 CT, 'liver tumor'", "CT", "liver tumor", "latent", 128))
         measurements = [
             measure(
                 volumes[size], modality=modality, prompt=prompt, label=label, size=size, work_dir=self.work / "performance",
-                inpainting=mode, patch=patch, reuse_weights=self.info["weights"] if self.args.reuse else None,
+                inpainting=mode, reuse_weights=self.info["weights"] if self.args.reuse else None,
             )
-            for size, label, modality, prompt, mode, patch in runs
+            for size, label, modality, prompt in sizes
+            for mode in self.args.perf_inpainting
         ]
         self._write_json("performance.json", measurements)
         plots.stage_bars(measurements, self.out / "performance.png")
@@ -231,8 +253,7 @@ class PaperTables:
             tables.performance_table(measurements)
             + "\n" + tables.stage_table(measurements)
             + "\nTargets (printed, not asserted):\n\n" + "".join(f"* {line}\n" for line in targets)
-            + f"\nBundle defaults of the mini profile ({'x'.join(map(str, first['patch_size']))} patches unless the patch "
-            "column says otherwise, overlap 0.25, "
+            + f"\nBundle defaults of the mini profile ({'x'.join(map(str, first['patch_size']))} patches, overlap 0.25, "
             f"{first['num_steps']} diffusion steps), {first['torch_threads']} torch threads, {first['device']}. `latent`: the "
             "method (only patches whose coarse mask is not empty are inpainted, so the time depends on the weights); "
             "`direct`: every patch is inpainted, the upper bound. End to end: read the file, segment, write the four "
@@ -300,7 +321,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=_int_list, default=[1, 2, 5, 10], help="diffusion steps of the steps stage")
     parser.add_argument("--steps-cases", type=int, default=4, help="liver cases of the steps stage")
     parser.add_argument("--perf-inpainting", type=_mode_list, default=["latent", "direct"], help="inpainting modes timed")
-    parser.add_argument("--baseline-iterations", type=int, default=400, help="iterations if the baseline is trained")
+    parser.add_argument("--baseline-iterations", type=int, default=6000, help="iterations if the baseline is trained")
     parser.add_argument("--retrain-baseline", action="store_true", help="train the UNet baseline even if its weights exist")
     parser.add_argument(
         "--reuse", action="store_true", help="reuse finished bundle runs and timings with the same inputs, command and weights"

@@ -22,6 +22,7 @@ __all__ = [
     "levels_table",
     "inpainting_table",
     "misleading_table",
+    "category_table",
     "steps_table",
     "performance_table",
     "outside_forward_share",
@@ -135,6 +136,16 @@ def inpainting_table(latent: MethodResult, direct: MethodResult) -> str:
     """Latent space inpainting against direct generation (the whole latent regenerated)."""
     paper = [("latent space inpainting (DiffuGTS)", "DiffuGTS"), ("direct generation (without LSI)", "without LSI (direct generation)")]
     return _with_paper([latent, direct], paper)
+
+
+def category_table(result: MethodResult) -> str:
+    """DSC / NSD per category of one method's metrics (e.g. the baseline on seen categories)."""
+    rows = []
+    for category in sorted((result.metrics or {}).get("per_category", {})):
+        n, summary = result.category(category) or (0, None)
+        if summary:
+            rows.append([category, str(n), _pct(summary["dsc"]), _pct(summary["nsd"])])
+    return _table(["category", "n", "DSC %", "NSD %"], rows)
 
 
 def misleading_table(results: Sequence[MethodResult]) -> str:

@@ -71,6 +71,12 @@ def test_ablation_tables_label_the_inference_time_restriction_and_compare_with_t
     assert "| paper: direct generation (without LSI) | – | 60.36 | 70.31 | – | 30.55 | 32.74 |" in inpainting
 
 
+def test_category_table_lists_every_category_of_one_method():
+    metrics = {"per_category": {"kidney tumor": {"n": 2, "baseline_unet": _method(0.7, 0.8)}, "colon tumor": {"n": 1, "baseline_unet": _method(0.5, 0.5)}}}
+    rows = _rows(tables.category_table(MethodResult("UNet", metrics, "baseline_unet")))
+    assert rows == ["| colon tumor | 1 | 50.0 ± 1.0 | 50.0 ± 2.0 |", "| kidney tumor | 2 | 70.0 ± 1.0 | 80.0 ± 2.0 |"]
+
+
 def test_misleading_table_gives_false_positive_ml_and_foreground_free_rate_per_kind():
     markdown = tables.misleading_table([MethodResult("DiffuGTS", _metrics()), MethodResult("UNet", _metrics("baseline_unet"), "baseline_unet")])
     rows = _rows(markdown)
