@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import subprocess
@@ -28,26 +27,7 @@ from .bundle_eval import ROOT, _offline_env
 
 sys.path.insert(0, str(ROOT / "bundle"))
 
-__all__ = ["measure", "resized_volume", "working_shape"]
-
-
-def working_shape(shape, spacing, working_spacing, divisor: int) -> list[int]:
-    """The working grid the networks see: resampled to ``working_spacing``, padded to ``divisor``."""
-    out = []
-    for size, input_mm, working_mm in zip(shape, spacing, working_spacing or spacing):
-        resampled = max(1, round(size * input_mm / working_mm))
-        out.append(int(math.ceil(resampled / divisor) * divisor))
-    return out
-
-
-def patch_count(grid, roi, overlap: float = 0.25) -> int:
-    """Patches of MONAI's ``SlidingWindowInferer`` over ``grid``."""
-    count = 1
-    for size, patch in zip(grid, roi):
-        patch = min(patch, size)
-        interval = max(1, int(patch * (1 - overlap)))
-        count *= int(math.ceil(max(0, size - patch) / interval)) + 1
-    return count
+__all__ = ["measure", "resized_volume"]
 
 
 def resized_volume(source: Path, shape: tuple[int, int, int], output: Path) -> Path:
@@ -108,14 +88,14 @@ def _rss_mb() -> float | None:
 
 
 def _measure_here(args: argparse.Namespace) -> dict[str, Any]:
-    import nibabel as nib
     import torch
+    from monai.transforms import LoadImage
 
     from benchmarks.forward_timer import ForwardTimer, pipeline_networks
     from scripts.foundation import get_profile
     from scripts.inference import BundleRunner, Case
     from scripts.pipeline import PipelineConfig, build_pipeline
-    from scripts.preprocessing import Modality
+    from scripts.preprocessing import Modality, VolumeGeometry, as_volume
 
     device = torch.device(args.device)
     on_cuda = device.type == "cuda"
@@ -131,7 +111,10 @@ def _measure_here(args: argparse.Namespace) -> dict[str, Any]:
     startup = time.perf_counter() - start
     rss_after_build = _rss_mb()
     timer = ForwardTimer(pipeline_networks(pipeline), synchronize=on_cuda)
-    decodes: list[int] = []  # one decoder pass per inpainted patch
+    # One prompt: one AOVA pass per sliding-window patch, one decoder pass per inpainted patch.
+    patches: list[int] = []
+    decodes: list[int] = []
+    pipeline.heads.aova.register_forward_hook(lambda *_: patches.append(1))
     pipeline.vae.decoder.register_forward_hook(lambda *_: decodes.append(1))
     segment_seconds: list[float] = []
     segment_cpu_seconds: list[float] = []
@@ -154,10 +137,12 @@ def _measure_here(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as outputs:
         report = BundleRunner(lambda: pipeline, lambda: [case], outputs).run()[0]
     timer.detach()
-    header = nib.load(args.image).header
-    shape, spacing = header.get_data_shape()[:3], header.get_zooms()[:3]
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+    cuda_peak_mb = torch.cuda.max_memory_allocated() / 2**20 if on_cuda else None
+    # The working grid as the pipeline builds it (after the peak is read: this allocates).
+    volume = as_volume(LoadImage(image_only=True)(args.image))
     profile = get_profile(args.profile)
-    grid = working_shape(shape, spacing, pipeline.working_spacing(modality), profile.divisor)
+    grid = list(VolumeGeometry(working_spacing=pipeline.working_spacing(modality), divisor=profile.divisor)(volume).shape[1:])
     stages = dict(report["stage_seconds"])
     return {
         "label": args.label,
@@ -168,10 +153,10 @@ def _measure_here(args: argparse.Namespace) -> dict[str, Any]:
         "inpainting": args.inpainting,
         "num_steps": pipeline.config.num_steps,
         "patch_size": list(pipeline.config.patch_size),
-        "shape": list(shape),
-        "spacing_mm": [float(s) for s in spacing],
+        "shape": list(volume.shape[1:]),
+        "spacing_mm": [float(s) for s in volume.pixdim.tolist()],
         "working_shape": grid,
-        "patches": patch_count(grid, pipeline.config.patch_size, pipeline.config.overlap),
+        "patches": len(patches),
         "inpainted_patches": len(decodes),
         "tumor_volume_ml": report["prompts"][0]["tumor_volume_ml"],
         "startup_seconds": startup,
@@ -182,9 +167,9 @@ def _measure_here(args: argparse.Namespace) -> dict[str, Any]:
         "load_average_1min": os.getloadavg()[0],
         "stage_seconds": stages,
         "forward_seconds": dict(timer.seconds),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: kB
+        "peak_rss_mb": peak_rss_mb,
         "rss_after_build_mb": rss_after_build,
-        "cuda_max_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if on_cuda else None,
+        "cuda_max_memory_mb": cuda_peak_mb,
         "weights": pipeline.weights,
         "torch_threads": torch.get_num_threads(),
     }
