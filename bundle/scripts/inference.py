@@ -49,6 +49,23 @@ OUTPUT_SUFFIXES = {
     "aova_map": "_aova.nii.gz",
     "pseudo_healthy": "_pseudo_healthy.nii.gz",
 }
+#: Maps in [0, 1] are stored as uint8 with the NIfTI scale slope (nibabel chooses it, every reader
+#: applies it): a quarter of float32's bytes to compress, which was most of the write time on 512^2
+#: volumes. The mask is computed from the float probability before it is stored.
+_SCALED_UINT8 = ("probability", "aova_map")
+
+
+def _stored(key: str, array: np.ndarray) -> tuple[np.ndarray, Any]:
+    """The array to write and the on-disk type nibabel should scale it into (None: as it is)."""
+    if key == "mask":
+        return array.astype(np.uint8), None
+    if key in _SCALED_UINT8:
+        return array.astype(np.float32), np.uint8
+    # The pseudo-healthy image: int16 exactly when the scan's units are whole numbers (CT in HU,
+    # most MR), so kept voxels stay bit-identical to the scan; float32 otherwise.
+    if np.array_equal(array, np.round(array)) and array.min() >= -32768 and array.max() <= 32767:
+        return array.astype(np.int16), None
+    return array.astype(np.float32), None
 _IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 
 
@@ -157,8 +174,10 @@ def _output_stem(case: Case, prompt: str) -> str:
     return case.name if len(case.prompts) == 1 else f"{case.name}_{_slug(prompt)}"
 
 
-def _nifti_writer(array: np.ndarray, affine: np.ndarray) -> Callable[[str], None]:
+def _nifti_writer(array: np.ndarray, dtype: Any = None, *, affine: np.ndarray) -> Callable[[str], None]:
     image = nib.Nifti1Image(array, affine)
+    if dtype is not None:
+        image.set_data_dtype(dtype)  # floats are scaled into it with scl_slope / scl_inter
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
     return lambda temporary: nib.save(image, temporary)
@@ -338,7 +357,7 @@ class BundleRunner:
             for key, suffix in OUTPUT_SUFFIXES.items():
                 array = getattr(result, key)
                 path = self.output_dir / f"{stem}{suffix}"
-                self._write(path, _nifti_writer(array.astype(np.uint8 if key == "mask" else np.float32), output.affine))
+                self._write(path, _nifti_writer(*_stored(key, array), affine=output.affine))
                 files[key] = path.name
             prompts.append(
                 {

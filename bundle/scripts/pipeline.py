@@ -289,14 +289,18 @@ class DiffuGTSPipeline:
         with timer("postprocessing"):
             input_spacing = tuple(np.linalg.norm(volume.affine.numpy()[:3, :3], axis=0))
             original = volume.as_tensor()[0]
+            # Whole-number units (CT in HU, most MR): keep the pseudo-healthy image in them too.
+            whole_units = bool(torch.equal(original, original.round()))
             results = []
+            names = ("probability", "aova", "pseudo_healthy", "region")
             for index, prompt in enumerate(prompt_sets):
-                restored = {
-                    name: geometry.invert(outputs[f"{name}_{index}"][0].float().cpu(), working)[0]
-                    for name in ("probability", "aova", "pseudo_healthy", "region")
-                }
+                # One resampling of the four maps together: the sampling grid is built once.
+                stacked = torch.cat([outputs[f"{name}_{index}"][0].float().cpu() for name in names])
+                restored = dict(zip(names, geometry.invert(stacked, working)))
                 region = restored["region"].clamp(0, 1)
                 pseudo_healthy = region * denormalize_intensity(restored["pseudo_healthy"], window) + (1 - region) * original
+                if whole_units:
+                    pseudo_healthy = pseudo_healthy.round()
                 probability = restored["probability"].clamp(0, 1).numpy().astype(np.float32)
                 mask = postprocess_mask(
                     probability,

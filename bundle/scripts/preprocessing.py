@@ -165,7 +165,9 @@ class VolumeGeometry:
         # Explicit axis labels: MONAI is changing the default to the MetaTensor's 'space'.
         steps = [Orientation(axcodes=CANONICAL_ORIENTATION, labels=(("L", "R"), ("P", "A"), ("I", "S")))]
         if working_spacing is not None:
-            steps.append(Spacing(pixdim=_check_spacing(working_spacing), mode=mode, padding_mode="border"))
+            # scale_extent: the grid spans the field of view (voxel edges), so 512 x 0.375 mm at
+            # 1.5 mm is 128 voxels, not 129 padded to 144, which took 4 patches of 128^3 not 1.
+            steps.append(Spacing(pixdim=_check_spacing(working_spacing), mode=mode, padding_mode="border", scale_extent=True))
         steps.append(DivisiblePad(k=divisor, mode="constant"))
         self.working_spacing = working_spacing
         self.divisor = divisor

@@ -67,10 +67,12 @@ def test_pseudo_healthy_keeps_the_scan_outside_the_coarse_mask(pipeline, monkeyp
     result = pipeline.segment(image, spacing=(1.0, 1.0, 1.0), modality="CT", prompts="liver tumor").results[0]
     changed = np.abs(result.pseudo_healthy - image) > 1e-3
     assert changed.any(), "the region must be inpainted"
-    # 48 mm at 2 mm is 24 voxels, padded by 4 to 32: the box starts at working voxel 16 (z: 8), the
-    # 2-voxel dilation moves that to 14 (z: 6), i.e. 28 mm (z: 12 mm); one voxel of interpolation.
+    # 48 mm at 2 mm is 24 voxels, padded by 4 to 32; working voxel j is centred at -0.5 + 2j mm
+    # (the grid starts at the field of view's edge). The box starts at working voxel 16 (z: 8), the
+    # 2-voxel dilation moves that to 14 (z: 6), i.e. 27.5 mm (z: 11.5 mm); linear interpolation
+    # reaches one working voxel further, past 25.5 mm (z: 9.5 mm).
     outside = np.ones(image.shape, dtype=bool)
-    outside[27:, 27:, 11:] = False
+    outside[26:, 26:, 10:] = False
     assert not changed[outside].any()
     assert result.pseudo_healthy[~changed].min() < -800, "kept voxels stay in HU"
 

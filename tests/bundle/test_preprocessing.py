@@ -66,6 +66,13 @@ def test_geometry_orients_to_ras_and_resamples_to_working_spacing():
     assert all(s % 16 == 0 for s in working.shape[1:])
 
 
+def test_working_grid_spans_the_field_of_view():
+    # 512 x 0.375 mm = 192 mm = 128 voxels of 1.5 mm: one 128^3 patch, not 129 padded to 144 (4 patches).
+    geometry = VolumeGeometry(working_spacing=(1.5, 1.5, 1.5), divisor=16)
+    working = geometry(as_volume(np.zeros((512, 512, 155), np.float32), spacing=(0.375, 0.375, 1.2387)))
+    assert tuple(working.shape[1:]) == (128, 128, 128)
+
+
 def test_geometry_inverse_restores_the_input_grid_after_resampling():
     grid = np.meshgrid(*[np.linspace(-1, 1, n) for n in (41, 37, 21)], indexing="ij")
     smooth = np.exp(-sum(g**2 for g in grid) * 2).astype(np.float32)  # a smooth blob survives resampling
