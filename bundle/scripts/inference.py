@@ -49,6 +49,7 @@ OUTPUT_SUFFIXES = {
     "aova_map": "_aova.nii.gz",
     "pseudo_healthy": "_pseudo_healthy.nii.gz",
 }
+_IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 #: Maps in [0, 1] are stored as uint8 with the NIfTI scale slope (nibabel chooses it, every reader
 #: applies it): a quarter of float32's bytes to compress, which was most of the write time on 512^2
 #: volumes. The mask is computed from the float probability before it is stored.
@@ -66,7 +67,6 @@ def _stored(key: str, array: np.ndarray) -> tuple[np.ndarray, Any]:
     if np.array_equal(array, np.round(array)) and array.min() >= -32768 and array.max() <= 32767:
         return array.astype(np.int16), None
     return array.astype(np.float32), None
-_IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 
 
 @dataclass(frozen=True)
