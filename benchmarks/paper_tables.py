@@ -132,14 +132,18 @@ class PaperTables:
     def _seconds(self, run: EvalRun) -> str:
         return f"{run.seconds_per_case():.1f} s per case (read, segment, write; {len(run.reports)} cases, {run.seconds / 60:.1f} min)"
 
-    # -- stages ------------------------------------------------------------------------------
-    def zero_shot(self) -> str:
-        main, baseline = self.main_run(), self.baseline_or_none()
-        results = [
+    def _method_results(self) -> list[MethodResult]:
+        """The three methods every quality table compares, from the main run and the baseline."""
+        main = self.main_run()
+        return [
             MethodResult(DIFFUGTS, main.metrics, "full"),
             MethodResult(AOVA_ONLY, main.metrics, "aova_only"),
-            MethodResult(BASELINE, baseline, baseline_unet.METHOD),
+            MethodResult(BASELINE, self.baseline_or_none(), baseline_unet.METHOD),
         ]
+
+    # -- stages ------------------------------------------------------------------------------
+    def zero_shot(self) -> str:
+        main, results = self.main_run(), self._method_results()
         plots.tumor_bars(results, self.out / "zero_shot.png", "Zero-shot: unseen liver tumors (CT) and gliomas (MR)", ("DiffuGTS", "ZePT", "Malenia"))
         training = self.baseline_training or {}
         parts = [tables.zero_shot_table(results)]
@@ -185,12 +189,7 @@ class PaperTables:
         )
 
     def misleading(self) -> str:
-        main, baseline = self.main_run(), self.baseline_or_none()
-        results = [
-            MethodResult(DIFFUGTS, main.metrics, "full"),
-            MethodResult(AOVA_ONLY, main.metrics, "aova_only"),
-            MethodResult(BASELINE, baseline, baseline_unet.METHOD),
-        ]
+        results = self._method_results()
         plots.misleading_bars(results, self.out / "misleading.png")
         return (
             tables.misleading_table(results)
