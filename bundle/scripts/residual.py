@@ -17,7 +17,7 @@ from monai.networks.nets import UNet
 from monai.transforms import RemoveSmallObjects
 from torch import nn
 
-__all__ = ["pixel_residual", "feature_residuals", "ResidualRefiner", "postprocess_mask"]
+__all__ = ["pixel_residual", "feature_residuals", "ResidualRefiner", "postprocess_mask", "bounding_box"]
 
 
 def pixel_residual(image: torch.Tensor, pseudo_healthy: torch.Tensor) -> torch.Tensor:
@@ -91,5 +91,17 @@ def postprocess_mask(
     voxel_ml = float(np.prod(spacing)) / 1000.0
     min_voxels = int(math.ceil(min_volume_ml / voxel_ml)) if min_volume_ml > 0 else 0
     if min_voxels > 1 and mask.any():
-        mask = np.asarray(RemoveSmallObjects(min_size=min_voxels, connectivity=3)(mask[None]))[0].astype(bool)
+        # Components only within the foreground's bounding box: on a 512^2 MR the whole grid took
+        # 1.5 s, the box around a tumor a few milliseconds, and every component lies inside it.
+        box = bounding_box(mask)
+        mask[box] = np.asarray(RemoveSmallObjects(min_size=min_voxels, connectivity=3)(mask[box][None]))[0].astype(bool)
     return mask.astype(np.uint8)
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """Slices of the smallest box holding every true voxel of ``mask`` (which has one)."""
+    box = []
+    for axis in range(mask.ndim):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(int(present[0]), int(present[-1]) + 1))
+    return tuple(box)

@@ -1,9 +1,13 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
+from monai.data import MetaTensor
 
 from scripts.preprocessing import (
     CT_WINDOW,
+    MR_PERCENTILES,
     Modality,
     VolumeGeometry,
     as_volume,
@@ -101,3 +105,50 @@ def test_as_volume_rejects_unusable_arrays(array, message):
 def test_as_volume_rejects_bad_spacing():
     with pytest.raises(ValueError, match="spacing must be three positive numbers"):
         as_volume(np.zeros((4, 4, 4)), spacing=(1, 0, 1))
+
+
+def _oblique_affine() -> np.ndarray:
+    angle = np.deg2rad(20)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([0.9, 1.1, 2.0])
+    affine[:3, 3] = [5.0, -7.0, 3.0]
+    return affine
+
+
+@pytest.mark.parametrize(
+    "shape,affine,spacing",
+    [
+        ((41, 37, 21), LPS_AFFINE, (1.5, 1.5, 1.5)),  # flipped axes, upsampled back
+        ((64, 48, 19), np.diag([0.375, 0.375, 1.24, 1.0]), (1.5, 1.5, 1.5)),  # MR-like: fine in-plane
+        ((30, 33, 40), np.diag([-2.1, 1.3, 0.8, 1.0]), (1.0, 1.25, 1.5)),  # shrinks one axis, grows another
+        ((40, 36, 20), _oblique_affine(), (1.5, 1.5, 1.5)),  # oblique: the working grid keeps its direction
+    ],
+)
+def test_geometry_inverse_matches_monais_inverse(shape, affine, spacing):
+    # The separable inverse must give MONAI's trilinear values, not only a plausible image.
+    rng = np.random.default_rng(0)
+    volume = as_volume(rng.random(shape, dtype=np.float32), affine=affine)
+    geometry = VolumeGeometry(working_spacing=spacing, divisor=16)
+    working = geometry(volume)
+    maps = torch.as_tensor(rng.random((3, *working.shape[1:]), dtype=np.float32))
+    ours = geometry.invert(maps, working)
+    traced = MetaTensor(maps, affine=working.affine, applied_operations=copy.deepcopy(working.applied_operations))
+    monai_inverse = geometry._forward.inverse(traced).as_tensor()
+    assert ours.shape == monai_inverse.shape == (3, *shape)
+    torch.testing.assert_close(ours, monai_inverse, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "whole numbers with ties", "mostly background"])
+def test_mr_window_of_a_large_volume_equals_numpys_percentiles(kind):
+    # Above 1M voxels only the top of the histogram is partitioned; the window must not change.
+    rng = np.random.default_rng(1)
+    values = {
+        "continuous": rng.gamma(2.0, 300.0, 3_000_000),
+        "whole numbers with ties": rng.integers(0, 900, 3_000_000).astype(float),
+        "mostly background": np.where(rng.random(3_000_000) < 0.9, 0.0, rng.normal(800, 200, 3_000_000)),
+    }[kind].astype(np.float32)
+    window = intensity_window(torch.as_tensor(values).view(150, 200, 100), "MR")
+    low, high = np.percentile(values, MR_PERCENTILES)
+    assert window.low == pytest.approx(float(low), rel=1e-6, abs=1e-6)
+    assert window.high == pytest.approx(float(high), rel=1e-6)

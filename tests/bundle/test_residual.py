@@ -47,3 +47,17 @@ def test_postprocess_restricts_to_the_organ():
 def test_postprocess_rejects_bad_threshold():
     with pytest.raises(ValueError, match="threshold"):
         postprocess_mask(np.zeros((2, 2, 2)), (1, 1, 1), threshold=1.0)
+
+
+def test_postprocess_components_match_removing_small_objects_on_the_whole_grid():
+    # Components are labelled in the foreground's bounding box only: the result must not differ.
+    from monai.transforms import RemoveSmallObjects
+
+    rng = np.random.default_rng(3)
+    probability = np.zeros((40, 36, 30), dtype=np.float32)
+    probability[8:30, 6:28, 4:25] = rng.random((22, 22, 21))  # speckle: components of many sizes
+    probability[0, 0, 0] = probability[39, 35, 29] = 0.9  # single voxels at opposite corners
+    mask = postprocess_mask(probability, (1.0, 1.0, 1.0), threshold=0.6, min_volume_ml=0.004)
+    expected = np.asarray(RemoveSmallObjects(min_size=4, connectivity=3)((probability > 0.6)[None]))[0]
+    assert 0 < mask.sum() < (probability > 0.6).sum()
+    np.testing.assert_array_equal(mask, expected.astype(np.uint8))
