@@ -80,7 +80,7 @@ def run_batch(datalist: Path, output: Path, **overrides) -> subprocess.Completed
     command = [
         sys.executable, "-m", "monai.bundle", "run", "--bundle_root", str(ROOT / "bundle"),
         "--config_file", str(ROOT / "bundle" / "configs" / "inference.json"),
-        "--datalist", str(datalist), "--output_dir", str(output), "--progress", "False",
+        "--datalist", str(datalist), "--output_dir", str(output), "--progress", "False", "--save_maps", "probability",
     ]
     for key, value in overrides.items():
         command += [f"--{key}", str(value)]

@@ -34,7 +34,9 @@ ENV_SERIES_RULES = "DIFFUGTS_SERIES_RULES"
 #: One SEG segment per prompt; more than this is a configuration mistake, not a use case.
 MAX_PROMPTS_PER_MODALITY = 16
 
-_PIPELINE_KNOBS = {f.name for f in fields(PipelineConfig)} - {"progress"}
+_PIPELINE_KNOBS = {f.name for f in fields(PipelineConfig)} - {"progress", "maps"}
+#: The app reports the AOVA map's maximum; the pseudo-healthy image is never sent to PACS.
+_APP_MAPS = ("aova_map",)
 _TOP_LEVEL_KEYS = {"description", "profile", "prompts", "pipeline", "series_rules", "allow_non_dicom_files", "device", "montage_slices"}
 
 
@@ -147,12 +149,13 @@ class AppConfig:
         return prompts
 
     def pipeline_config(self) -> PipelineConfig:
-        """The pipeline knobs as a :class:`scripts.PipelineConfig` (progress bars off: the app logs)."""
+        """The pipeline knobs as a :class:`scripts.PipelineConfig` (progress bars off: the app logs;
+        only the maps the app uses are brought back to the input grid)."""
         knobs = dict(self.pipeline)
         for key in ("patch_size", "working_spacing"):
             if knobs.get(key) is not None:
                 knobs[key] = tuple(knobs[key])
-        return PipelineConfig(**knobs, progress=False)
+        return PipelineConfig(**knobs, progress=False, maps=_APP_MAPS)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (for the provenance record)."""

@@ -47,13 +47,15 @@ from .preprocessing import (
     intensity_window,
     normalize_intensity,
 )
-from .residual import feature_residuals, postprocess_mask
+from .residual import bounding_box, feature_residuals, postprocess_mask
 from .text import PromptBuilder, PromptEmbedding, PromptSet, SentenceEncoder
 
 __all__ = ["PipelineConfig", "SegmentationResult", "PipelineOutput", "DiffuGTSPipeline", "build_pipeline", "WEIGHT_FILES"]
 
 logger = logging.getLogger(__name__)
 
+#: Maps a caller may ask for besides the mask and the probability (``PipelineConfig.maps``).
+OPTIONAL_MAPS = ("aova_map", "pseudo_healthy")
 #: File names of a profile's weights folder (``bundle/models/<profile>/``).
 WEIGHT_FILES = {"vae": "autoencoder.pt", "diffusion": "diffusion_unet.pt", "heads": "diffugts_heads.pt"}
 
@@ -84,6 +86,9 @@ class PipelineConfig:
         memory_budget_gb: a volume whose estimated peak memory exceeds this many GiB is refused
             before it is processed (None: the memory available at the time).
         progress: show progress bars.
+        maps: the maps besides the mask and probability that are brought back to the input grid:
+            any of ``aova_map`` and ``pseudo_healthy`` (the others are ``None`` in the result).
+            Each is as large as the input volume; leave out what the caller does not use.
     """
 
     num_steps: int | None = None
@@ -101,6 +106,7 @@ class PipelineConfig:
     seed: int = 0
     memory_budget_gb: float | None = None
     progress: bool = True
+    maps: tuple[str, ...] = OPTIONAL_MAPS
 
     def validated(self, profile: FoundationProfile) -> PipelineConfig:
         """A copy with defaults filled in from ``profile``; ``ValueError`` names the bad knob."""
@@ -121,6 +127,10 @@ class PipelineConfig:
             ),
             (self.scheduler in ("rflow", "ddpm"), f"scheduler must be 'rflow' or 'ddpm', got {self.scheduler!r}"),
             (
+                set(self.maps) <= set(OPTIONAL_MAPS),
+                f"maps must be a subset of {list(OPTIONAL_MAPS)}, got {list(self.maps)}",
+            ),
+            (
                 self.memory_budget_gb is None or float(self.memory_budget_gb) > 0,
                 f"memory_budget_gb must be > 0 (or null for the available memory), got {self.memory_budget_gb}",
             ),
@@ -128,7 +138,10 @@ class PipelineConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-        return replace(self, num_steps=steps, patch_size=patch, coarse_threshold=coarse_threshold, inpainting=InpaintingMode(self.inpainting))
+        return replace(
+            self, num_steps=steps, patch_size=patch, coarse_threshold=coarse_threshold,
+            inpainting=InpaintingMode(self.inpainting), maps=tuple(self.maps),
+        )
 
 
 @dataclass
@@ -139,16 +152,17 @@ class SegmentationResult:
         prompt: the prompt and the sentences it expanded to.
         mask: uint8 tumor mask {0, 1}.
         probability: tumor probability in [0, 1].
-        aova_map: anomaly-aware attention map in [0, 1].
-        pseudo_healthy: the pseudo-healthy counterpart, in input units (HU for CT).
+        aova_map: anomaly-aware attention map in [0, 1] (``None`` unless in ``PipelineConfig.maps``).
+        pseudo_healthy: the pseudo-healthy counterpart, in input units (HU for CT; ``None``
+            unless in ``PipelineConfig.maps``).
         tumor_volume_ml: volume of ``mask`` in mL.
     """
 
     prompt: PromptSet
     mask: np.ndarray
     probability: np.ndarray
-    aova_map: np.ndarray
-    pseudo_healthy: np.ndarray
+    aova_map: np.ndarray | None
+    pseudo_healthy: np.ndarray | None
     tumor_volume_ml: float
 
 
@@ -288,20 +302,14 @@ class DiffuGTSPipeline:
             outputs = inferer(working.as_tensor()[None].to(self.device), patch)
         with timer("postprocessing"):
             input_spacing = tuple(np.linalg.norm(volume.affine.numpy()[:3, :3], axis=0))
-            original = volume.as_tensor()[0]
-            # Whole-number units (CT in HU, most MR): keep the pseudo-healthy image in them too.
-            whole_units = bool(torch.equal(original, original.round()))
+            maps = self.config.maps
+            names = ["probability"] + (["aova"] if "aova_map" in maps else []) + (["pseudo_healthy", "region"] if "pseudo_healthy" in maps else [])
             results = []
-            names = ("probability", "aova", "pseudo_healthy", "region")
             for index, prompt in enumerate(prompt_sets):
-                # One resampling of the four maps together: the sampling grid is built once.
+                # One resampling of the maps together: on a 512^2 MR each is 40M voxels.
                 stacked = torch.cat([outputs[f"{name}_{index}"][0].float().cpu() for name in names])
                 restored = dict(zip(names, geometry.invert(stacked, working)))
-                region = restored["region"].clamp(0, 1)
-                pseudo_healthy = region * denormalize_intensity(restored["pseudo_healthy"], window) + (1 - region) * original
-                if whole_units:
-                    pseudo_healthy = pseudo_healthy.round()
-                probability = restored["probability"].clamp(0, 1).numpy().astype(np.float32)
+                probability = np.asarray(restored["probability"].clamp_(0, 1), dtype=np.float32)
                 mask = postprocess_mask(
                     probability,
                     input_spacing,
@@ -314,13 +322,32 @@ class DiffuGTSPipeline:
                         prompt=prompt,
                         mask=mask,
                         probability=probability,
-                        aova_map=restored["aova"].clamp(0, 1).numpy().astype(np.float32),
-                        pseudo_healthy=pseudo_healthy.numpy().astype(np.float32),
+                        aova_map=np.asarray(restored["aova"].clamp_(0, 1), dtype=np.float32) if "aova" in restored else None,
+                        pseudo_healthy=_pseudo_healthy(restored, volume.as_tensor()[0], window) if "region" in restored else None,
                         tumor_volume_ml=float(mask.sum()) * float(np.prod(input_spacing)) / 1000.0,
                     )
                 )
         logger.info("stage times (s): %s", ", ".join(f"{k} {v:.2f}" for k, v in timer.seconds.items()))
         return PipelineOutput(results, volume.affine.numpy(), dict(timer.seconds))
+
+
+def _pseudo_healthy(restored: dict[str, torch.Tensor], original: torch.Tensor, window: Any) -> np.ndarray:
+    """The scan with the inpainted region replaced, in input units, on the input grid.
+
+    Only the region's bounding box is blended: elsewhere the scan is copied as it is, which on a
+    512^2 MR saves several passes over 40M voxels.
+    """
+    pseudo_healthy = original.clone()
+    region = restored["region"].clamp_(0, 1)
+    inside = (region > 0).numpy()
+    if inside.any():
+        box = bounding_box(inside)
+        weight, scan = region[box], original[box]
+        blended = weight * denormalize_intensity(restored["pseudo_healthy"][box], window) + (1 - weight) * scan
+        if torch.equal(scan, scan.round()):  # whole-number units (CT in HU, most MR) stay whole
+            blended = blended.round()
+        pseudo_healthy[box] = blended
+    return pseudo_healthy.numpy()
 
 
 class _PatchSegmenter:

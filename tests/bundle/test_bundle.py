@@ -54,14 +54,19 @@ def test_inference_workflow_writes_every_output_on_the_input_grid(tmp_path):
     image, _ = _ct_case(tmp_path)
     before = _inputs_hash(tmp_path)
     out = tmp_path / "out"
-    workflow = _workflow(str(CONFIGS / "inference.json"), input_image=str(image), prompt="liver tumor", modality="CT", output_dir=str(out), **TINY)
+    workflow = _workflow(
+        str(CONFIGS / "inference.json"), input_image=str(image), prompt="liver tumor", modality="CT", output_dir=str(out),
+        save_maps="all", **TINY,
+    )
     workflow.run()
     workflow.finalize()
     names = sorted(p.name for p in out.iterdir())
     assert names == ["case_aova.nii.gz", "case_prob.nii.gz", "case_pseudo_healthy.nii.gz", "case_report.json", "case_seg.nii.gz"]
     seg = nib.load(out / "case_seg.nii.gz")
     assert seg.get_data_dtype() == np.uint8 and seg.shape == (36, 40, 20)
-    np.testing.assert_allclose(seg.affine, AFFINE, atol=1e-5)
+    for name in names[:3] + names[4:]:
+        np.testing.assert_allclose(nib.load(out / name).affine, AFFINE, atol=1e-5)
+        assert nib.load(out / name).shape == (36, 40, 20)
     report = json.loads((out / "case_report.json").read_text())
     assert report["profile"] == "mini" and report["prompts"][0]["prompt"] == "liver tumor"
     assert report["prompts"][0]["tumor_volume_ml"] == pytest.approx(np.asarray(seg.dataobj).sum() * 1.6 * 1.6 * 2.5 / 1000)
@@ -75,7 +80,8 @@ def test_several_prompts_write_one_set_of_files_each(tmp_path):
     image, _ = _ct_case(tmp_path)
     out = tmp_path / "out"
     _workflow(str(CONFIGS / "inference.json"), input_image=str(image), prompt=["liver tumor", "kidney tumor"], output_dir=str(out), **TINY).run()
-    assert (out / "case_liver-tumor_seg.nii.gz").is_file() and (out / "case_kidney-tumor_seg.nii.gz").is_file()
+    # The default writes the masks only; the maps are asked for with save_maps.
+    assert sorted(p.name for p in out.iterdir()) == ["case_kidney-tumor_seg.nii.gz", "case_liver-tumor_seg.nii.gz", "case_report.json"]
     assert len(json.loads((out / "case_report.json").read_text())["prompts"]) == 2
 
 
@@ -148,8 +154,9 @@ def _bundle_cli(*args, cwd):
         (["--input_image", "missing.nii.gz", "--prompt", "liver tumor"], "error: input image not found: missing.nii.gz"),
         (["--input_image", "{image}", "--prompt", "liver tumor", "--modality", "PET"], "error: unknown modality 'PET': expected one of CT, MR"),
         (["--input_image", "{image}", "--prompt", " "], "error: the prompt is empty"),
+        (["--input_image", "{image}", "--prompt", "liver tumor", "--save_maps", "residual"], "error: save_maps: unknown map(s) residual"),
     ],
-    ids=["missing-file", "unknown-modality", "empty-prompt"],
+    ids=["missing-file", "unknown-modality", "empty-prompt", "unknown-map"],
 )
 def test_bad_arguments_stop_with_one_line_and_write_nothing(tmp_path, arguments, message):
     image, _ = _ct_case(tmp_path)

@@ -1,10 +1,10 @@
-"""How the bundle stores its outputs: compact on disk, faithful when read back."""
+"""Which outputs the bundle writes, and how it stores them: compact on disk, faithful when read back."""
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from scripts.inference import _nifti_writer, _stored
+from scripts.inference import _nifti_writer, _stored, parse_save_maps, pipeline_maps
 
 AFFINE = np.diag([0.8, 0.8, 2.5, 1.0])
 
@@ -49,3 +49,31 @@ def test_masks_are_uint8(tmp_path):
     dtype, read = _round_trip(tmp_path, "mask", mask)
     assert dtype == np.uint8
     np.testing.assert_array_equal(read, mask)
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ([], ()),
+        ("none", ()),
+        ("all", ("probability", "aova_map", "pseudo_healthy")),
+        ("pseudo_healthy, probability", ("probability", "pseudo_healthy")),
+        ("['aova_map']", ("aova_map",)),
+        (["aova_map", "probability"], ("probability", "aova_map")),
+    ],
+)
+def test_save_maps_accepts_lists_and_command_line_text(value, expected):
+    assert parse_save_maps(value) == expected
+
+
+def test_save_maps_names_the_valid_maps_for_an_unknown_one():
+    with pytest.raises(ValueError, match="unknown map.*residual.*probability, aova_map, pseudo_healthy"):
+        parse_save_maps("probability,residual")
+
+
+@pytest.mark.parametrize(
+    "save_maps,evaluate,expected",
+    [((), False, ()), ((), True, ("aova_map",)), ("all", False, ("aova_map", "pseudo_healthy")), (["probability"], False, ())],
+)
+def test_the_pipeline_brings_back_the_maps_written_and_the_aova_map_for_evaluation(save_maps, evaluate, expected):
+    assert pipeline_maps(save_maps, evaluate) == expected

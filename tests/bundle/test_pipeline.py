@@ -118,6 +118,20 @@ def test_same_input_twice_gives_the_same_outputs(pipeline):
     np.testing.assert_array_equal(first.pseudo_healthy, again.pseudo_healthy)
 
 
+@pytest.mark.slow
+def test_maps_left_out_are_not_computed_and_do_not_change_the_mask(pipeline, monkeypatch):
+    from dataclasses import replace
+
+    image = _ct_volume((32, 32, 16))
+    every = pipeline.segment(image, spacing=(2, 2, 2), modality="CT", prompts="liver tumor").results[0]
+    monkeypatch.setattr(pipeline, "config", replace(pipeline.config, maps=()))
+    few = pipeline.segment(image, spacing=(2, 2, 2), modality="CT", prompts="liver tumor").results[0]
+    assert every.aova_map is not None and every.pseudo_healthy is not None
+    assert few.aova_map is None and few.pseudo_healthy is None
+    np.testing.assert_array_equal(few.mask, every.mask)
+    np.testing.assert_array_equal(few.probability, every.probability)
+
+
 def test_large_volume_is_processed_in_patches(pipeline, monkeypatch):
     from dataclasses import replace
 
@@ -155,6 +169,7 @@ def test_bad_arguments_raise_one_clear_error(pipeline, kwargs, message):
         (PipelineConfig(strength=0), "strength"),
         (PipelineConfig(patch_size=(60, 64, 64)), "multiples of 16"),
         (PipelineConfig(overlap=1.0), "overlap"),
+        (PipelineConfig(maps=("aova_map", "residual")), "maps must be a subset"),
     ],
 )
 def test_bad_knobs_name_the_knob_and_its_range(config, message):
