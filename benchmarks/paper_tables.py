@@ -235,13 +235,15 @@ class PaperTables:
             ("ct128", "128^3 CT, 'liver tumor'", "CT", "liver tumor"),
             ("mr512", "512x512x155 MR, 'brain tumor'", "MR", "brain tumor"),
         ]
+        # The bundle's default writes the mask; one more row per volume writes every map as well.
+        runs = [(mode, "none") for mode in self.args.perf_inpainting] + [(self.args.perf_inpainting[0], "all")]
         measurements = [
             measure(
                 volumes[size], modality=modality, prompt=prompt, label=label, size=size, work_dir=self.work / "performance",
-                inpainting=mode, reuse_weights=self.info["weights"] if self.args.reuse else None,
+                inpainting=mode, save_maps=maps, reuse_weights=self.info["weights"] if self.args.reuse else None,
             )
             for size, label, modality, prompt in sizes
-            for mode in self.args.perf_inpainting
+            for mode, maps in runs
         ]
         self._write_json("performance.json", measurements)
         plots.stage_bars(measurements, self.out / "performance.png")
@@ -255,8 +257,10 @@ class PaperTables:
             + f"\nBundle defaults of the mini profile ({'x'.join(map(str, first['patch_size']))} patches, overlap 0.25, "
             f"{first['num_steps']} diffusion steps), {first['torch_threads']} torch threads, {first['device']}. `latent`: the "
             "method (only patches whose coarse mask is not empty are inpainted, so the time depends on the weights); "
-            "`direct`: every patch is inpainted, the upper bound. End to end: read the file, segment, write the four "
-            "NIfTI outputs (model loading excluded). Peak RSS: the whole process (interpreter, torch, networks, text "
+            "`direct`: every patch is inpainted, the upper bound. End to end: read the file, segment, write the NIfTI "
+            "outputs (model loading excluded): the mask (the bundle's default), or with `--save_maps all` the "
+            "probability, AOVA and pseudo-healthy maps too. Outside forward passes: the share of `segment s`, the "
+            "pipeline call, not spent in the networks (reading and writing files are not in it). Peak RSS: the whole process (interpreter, torch, networks, text "
             "encoder), a fresh process per row. Forward passes: hooks on the VAE encoder blocks and decoder, the "
             "diffusion UNet and the two heads (`benchmarks/forward_timer.py`); the rest is preprocessing, resampling, "
             "sliding-window stitching and post-processing. The 512x512x155 MR is a corpus glioma phantom resampled "

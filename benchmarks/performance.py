@@ -1,11 +1,12 @@
 """Per-volume wall time per stage, time inside forward passes and peak memory, one fresh process each.
 
     .venv/bin/python -m benchmarks.performance --image IMG --modality CT --prompt "liver tumor" \
-        --label "128^3 CT" --size ct128 --json OUT.json [--profile mini|maisi] [--inpainting direct]
+        --label "128^3 CT" --size ct128 --json OUT.json [--profile mini|maisi] [--inpainting direct] \
+        [--save-maps all]
 
 The volume goes through the bundle's own runner (``scripts.inference.BundleRunner``: read, segment,
-write the NIfTI outputs), so "end to end" is what a bundle user waits for per case once the model
-is loaded. Peak memory is the process's peak RSS (``ru_maxrss``), which includes the interpreter,
+write the NIfTI outputs: the mask, plus the maps of ``--save-maps``, as the bundle's ``save_maps``),
+so "end to end" is what a bundle user waits for per case once the model is loaded. Peak memory is the process's peak RSS (``ru_maxrss``), which includes the interpreter,
 torch and the loaded networks; on CUDA, ``torch.cuda.max_memory_allocated`` as well.
 :func:`measure` runs this in a subprocess so every volume starts from a fresh peak.
 """
@@ -52,7 +53,7 @@ def resized_volume(source: Path, shape: tuple[int, int, int], output: Path) -> P
 def measure(
     image: Path, *, modality: str, prompt: str, label: str, size: str, work_dir: Path,
     profile: str = "mini", inpainting: str = "latent", device: str = "cpu", patch: int | None = None,
-    reuse_weights: dict[str, str] | None = None,
+    save_maps: str = "none", reuse_weights: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run :func:`_measure_here` in a fresh interpreter and return its measurement.
 
@@ -60,20 +61,21 @@ def measure(
     these weights (name -> sha256) instead of measuring again.
     """
     work_dir.mkdir(parents=True, exist_ok=True)
-    name = f"{size}_{profile}_{inpainting}" + (f"_patch{patch}" if patch else "")
+    name = f"{size}_{profile}_{inpainting}" + (f"_patch{patch}" if patch else "") + ("" if save_maps == "none" else f"_maps-{save_maps.replace(',', '-')}")
     result = work_dir / f"{name}.json"
     if reuse_weights and result.is_file():
         earlier = json.loads(result.read_text())
         provenance = " ".join(earlier.get("weights", {}).values())
-        if earlier.get("image") == str(image) and all(digest in provenance for digest in reuse_weights.values()):
+        if earlier.get("image") == str(image) and earlier.get("save_maps") == save_maps and all(digest in provenance for digest in reuse_weights.values()):
             print(f"[performance] reusing {result}", flush=True)
             return earlier
     command = [
         sys.executable, "-m", "benchmarks.performance", "--image", str(image), "--modality", modality,
         "--prompt", prompt, "--label", label, "--size", size, "--json", str(result),
         "--profile", profile, "--inpainting", inpainting, "--device", device, *(["--patch-size", str(patch)] if patch else []),
+        "--save-maps", save_maps,
     ]
-    print(f"[performance] {label}, {profile}, {inpainting}" + (f", {patch}^3 patches" if patch else ""), flush=True)
+    print(f"[performance] {label}, {profile}, {inpainting}, maps written: {save_maps}" + (f", {patch}^3 patches" if patch else ""), flush=True)
     with open(work_dir / f"{name}.log", "w", encoding="utf-8") as log:
         subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=_offline_env(), check=True)
     return json.loads(result.read_text())
@@ -93,7 +95,7 @@ def _measure_here(args: argparse.Namespace) -> dict[str, Any]:
 
     from benchmarks.forward_timer import ForwardTimer, pipeline_networks
     from scripts.foundation import get_profile
-    from scripts.inference import BundleRunner, Case
+    from scripts.inference import BundleRunner, Case, pipeline_maps
     from scripts.pipeline import PipelineConfig, build_pipeline
     from scripts.preprocessing import Modality, VolumeGeometry, as_volume
 
@@ -105,7 +107,8 @@ def _measure_here(args: argparse.Namespace) -> dict[str, Any]:
     pipeline = build_pipeline(
         args.profile, weights_dir=models if models.is_dir() else None, device=device,
         config=PipelineConfig(
-            inpainting=args.inpainting, progress=False, patch_size=(args.patch_size,) * 3 if args.patch_size else None
+            inpainting=args.inpainting, progress=False, patch_size=(args.patch_size,) * 3 if args.patch_size else None,
+            maps=pipeline_maps(args.save_maps),
         ),
     )
     startup = time.perf_counter() - start
@@ -135,7 +138,7 @@ def _measure_here(args: argparse.Namespace) -> dict[str, Any]:
     modality = Modality.parse(args.modality)
     case = Case(Path(args.image).name.split(".")[0], Path(args.image), (args.prompt,), modality)
     with tempfile.TemporaryDirectory() as outputs:
-        report = BundleRunner(lambda: pipeline, lambda: [case], outputs).run()[0]
+        report = BundleRunner(lambda: pipeline, lambda: [case], outputs, save_maps=args.save_maps).run()[0]
     timer.detach()
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
     cuda_peak_mb = torch.cuda.max_memory_allocated() / 2**20 if on_cuda else None
@@ -151,6 +154,7 @@ def _measure_here(args: argparse.Namespace) -> dict[str, Any]:
         "profile": args.profile,
         "device": str(device),
         "inpainting": args.inpainting,
+        "save_maps": args.save_maps,
         "num_steps": pipeline.config.num_steps,
         "patch_size": list(pipeline.config.patch_size),
         "shape": list(volume.shape[1:]),
@@ -186,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inpainting", default="latent", choices=["latent", "direct"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--patch-size", type=int, default=None, help="cubic sliding-window patch (default: the profile's)")
+    parser.add_argument("--save-maps", default="none", help="maps written besides the mask: none, all, or names (the bundle's save_maps)")
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args(argv)
     measurement = _measure_here(args)

@@ -191,14 +191,14 @@ def performance_table(measurements: Sequence[Mapping[str, Any]]) -> str:
         forward = sum(m["forward_seconds"].values())
         rows.append(
             [
-                m["label"], m["inpainting"], _patch(m), "x".join(map(str, m["working_shape"])), f"{m['patches']} ({m.get('inpainted_patches', '?')})",
+                m["label"], m["inpainting"], _written(m), _patch(m), "x".join(map(str, m["working_shape"])), f"{m['patches']} ({m.get('inpainted_patches', '?')})",
                 f"{m['end_to_end_seconds']:.1f}", f"{m['segment_seconds']:.1f}", _cpu(m), f"{forward:.1f}",
                 f"{100 * outside_forward_share(m):.0f}%", _gb(m["peak_rss_mb"]), _gb(m["rss_after_build_mb"]),
                 f"{m['load_average_1min']:.1f}" if "load_average_1min" in m else "–",
             ]
         )
     header = [
-        "volume", "inpainting", "patch", "working grid", "patches (inpainted)", "end to end s", "segment s", "segment CPU s",
+        "volume", "inpainting", "outputs written", "patch", "working grid", "patches (inpainted)", "end to end s", "segment s", "segment CPU s",
         "in forward passes s", "outside forward passes", "peak RSS GB", "RSS after model load GB", "load average",
     ]
     return _table(header, rows)
@@ -208,8 +208,13 @@ def _patch(m: Mapping[str, Any]) -> str:
     return "x".join(map(str, m["patch_size"])) if "patch_size" in m else "–"
 
 
+def _written(m: Mapping[str, Any]) -> str:
+    maps = m.get("save_maps")
+    return "–" if maps is None else ("mask" if maps == "none" else f"mask + {maps} maps")
+
+
 def run_settings(m: Mapping[str, Any]) -> str:
-    return m["inpainting"] + (f", {_patch(m)} patch" if "patch_size" in m else "")
+    return m["inpainting"] + (f", {_patch(m)} patch" if "patch_size" in m else "") + (f", writes {_written(m)}" if "save_maps" in m else "")
 
 
 def _run_name(m: Mapping[str, Any]) -> str:

@@ -94,15 +94,16 @@ def test_steps_performance_and_gpu_tables():
     assert [r.split(" | ")[0] for r in _rows(steps)] == ["| 1", "| 5"]
     measurements = [_measurement("ct128", "128^3 CT", seconds=20.0), _measurement("mr512", "512x512x155 MR", peak_mb=7000.0)]
     measurements[1]["patch_size"] = [64, 64, 64]
+    measurements[1]["save_maps"] = "all"
     performance = tables.performance_table(measurements)
-    assert "| 128^3 CT | latent | – | 128x128x128 | 27 (3) | 21.0 | 20.0 | 30.0 | 18.0 | 10% | 2.93 | 0.59 | 1.5 |" in performance
-    assert "| 512x512x155 MR | latent | 64x64x64 |" in performance
+    assert "| 128^3 CT | latent | – | – | 128x128x128 | 27 (3) | 21.0 | 20.0 | 30.0 | 18.0 | 10% | 2.93 | 0.59 | 1.5 |" in performance
+    assert "| 512x512x155 MR | latent | mask + all maps | 64x64x64 |" in performance
     stages = tables.stage_table(measurements)
-    assert "| seconds | 128^3 CT (latent) | 512x512x155 MR (latent, 64x64x64 patch) |" in stages
+    assert "| seconds | 128^3 CT (latent) | 512x512x155 MR (latent, 64x64x64 patch, writes mask + all maps) |" in stages
     assert "| stage: features | 5.00 | 5.00 |" in stages
     targets = "\n".join(tables.performance_targets(measurements))
     assert "end to end (latent): 21.0 s (target < 30 s: met)" in targets
-    assert "peak memory (latent, 64x64x64 patch): 6.84 GB (target < 6 GB: NOT met)" in targets
+    assert "peak memory (latent, 64x64x64 patch, writes mask + all maps): 6.84 GB (target < 6 GB: NOT met)" in targets
     assert "time outside forward passes: 10.0% (target < 15%: met)" in targets
     gpu = tables.gpu_table([{"label": "256^3 CT", "status": "not measured (no GPU)"}])
     assert "| 256^3 CT | – | not measured (no GPU) |" in gpu
