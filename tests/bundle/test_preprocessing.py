@@ -8,6 +8,7 @@ from monai.data import MetaTensor
 from scripts.preprocessing import (
     CT_WINDOW,
     MR_PERCENTILES,
+    IntensityWindow,
     Modality,
     VolumeGeometry,
     as_volume,
@@ -30,6 +31,17 @@ def test_mr_window_maps_0th_to_99_5th_percentile_to_unit_range():
     scaled = normalize_intensity(values, window)
     assert scaled.min() == 0.0 and scaled.max() == 1.0
     assert scaled[500].item() == pytest.approx(500 / 995)
+
+
+def test_normalize_equals_monais_scale_intensity_range_and_keeps_the_affine():
+    from monai.transforms import ScaleIntensityRange
+
+    window = IntensityWindow(-200.0, 300.0)
+    volume = as_volume(torch.linspace(-500, 600, 4 * 5 * 6).view(4, 5, 6), affine=LPS_AFFINE)
+    ours = normalize_intensity(volume, window)
+    monai_scaled = ScaleIntensityRange(a_min=-200.0, a_max=300.0, b_min=0.0, b_max=1.0, clip=True)(volume)
+    torch.testing.assert_close(ours.as_tensor(), monai_scaled.as_tensor())
+    np.testing.assert_array_equal(ours.affine.numpy(), LPS_AFFINE)
 
 
 def test_denormalize_inverts_normalize_inside_the_window():
@@ -95,6 +107,9 @@ def test_geometry_inverse_restores_the_input_grid_after_resampling():
         (np.zeros((2, 4, 4, 4)), "expected a 3D volume"),
         (np.zeros((4, 0, 4)), "zero-size dimension"),
         (np.full((4, 4, 4), np.nan), "NaN or infinite"),
+        (np.where(np.arange(64).reshape(4, 4, 4) == 37, np.nan, 1.0), "NaN or infinite"),
+        (np.where(np.arange(64).reshape(4, 4, 4) == 5, -np.inf, 1.0), "NaN or infinite"),
+        (np.where(np.arange(64).reshape(4, 4, 4) == 63, np.inf, 1.0), "NaN or infinite"),
     ],
 )
 def test_as_volume_rejects_unusable_arrays(array, message):
