@@ -22,7 +22,8 @@ __all__ = ["GIB", "working_shape", "estimate_bytes", "available_bytes", "check_m
 GIB = 1024**3
 #: float32 arrays per voxel of the input grid (fixed, per prompt): the input and its normalised
 #: copies, and per prompt the four restored outputs (probability, AOVA, pseudo-healthy, region),
-#: the blended pseudo-healthy image, the mask and the inverse transforms' temporaries.
+#: the blended pseudo-healthy image, the mask and the inverse transforms' temporaries. An upper
+#: bound when ``PipelineConfig.maps`` leaves maps out (the bundle's default restores one).
 _INPUT_ARRAYS = (4, 8)
 #: float32 arrays per voxel of the working grid: the resampled volume and the sliding-window
 #: count map, and per prompt the four stitched outputs and their importance weighting.

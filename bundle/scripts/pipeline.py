@@ -1,5 +1,6 @@
-"""DiffuGTS end to end: a volume, its geometry, modality and prompts in; mask, probability, AOVA
-map and pseudo-healthy image out, each on the input grid.
+"""DiffuGTS end to end: a volume, its geometry, modality and prompts in; mask and probability out,
+and the AOVA map and pseudo-healthy image when asked for (``PipelineConfig.maps``), each on the
+input grid.
 
 Stages (method.md): intensity normalisation and working grid -> frozen VAE encoder features ->
 AOVA map and coarse mask -> latent space inpainting with the frozen diffusion UNet -> pixel and
