@@ -27,15 +27,11 @@ from monai.transforms import Compose, LoadImaged  # noqa: E402
 
 from scripts.features import encode_with_features  # noqa: E402
 from scripts.heads import heads_for_profile, load_heads_weights  # noqa: E402
+from scripts.metrics import dice_score  # noqa: E402
 from scripts.text import PromptBuilder, SentenceEncoder  # noqa: E402
 from scripts.training import TRAINING_PROMPTS, PrepareVolumed, load_frozen_vae  # noqa: E402
 
 THRESHOLDS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
-
-
-def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
-    total = prediction.sum() + reference.sum()
-    return float(2 * (prediction & reference).sum() / total) if total else 1.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             aova = heads.aova(levels, embedding.embeddings, embedding.abnormal).aova_map[0, 0].numpy()
         label = item["label"].as_tensor()[0].numpy() > 0.5
         if case.get("prompt") and label.any():
-            tumor_dice[case.get("category", prompt)].append([dice(aova > t, label) for t in THRESHOLDS])
+            tumor_dice[case.get("category", prompt)].append([dice_score(aova > t, label) for t in THRESHOLDS])
         else:
             healthy_fraction.append([float((aova > t).mean()) for t in THRESHOLDS])
 

@@ -140,14 +140,20 @@ def _oblique_affine() -> np.ndarray:
         ((40, 36, 20), _oblique_affine(), (1.5, 1.5, 1.5)),  # oblique: the working grid keeps its direction
     ],
 )
-def test_geometry_inverse_matches_monais_inverse(shape, affine, spacing):
+def test_geometry_inverse_matches_monais_inverse(shape, affine, spacing, monkeypatch):
     # The separable inverse must give MONAI's trilinear values, not only a plausible image.
+    import scripts.preprocessing as preprocessing
+
+    separable = []
+    resample = preprocessing.resample_axis_aligned
+    monkeypatch.setattr(preprocessing, "resample_axis_aligned", lambda *args: separable.append(1) or resample(*args))
     rng = np.random.default_rng(0)
     volume = as_volume(rng.random(shape, dtype=np.float32), affine=affine)
     geometry = VolumeGeometry(working_spacing=spacing, divisor=16)
     working = geometry(volume)
     maps = torch.as_tensor(rng.random((3, *working.shape[1:]), dtype=np.float32))
     ours = geometry.invert(maps, working)
+    assert separable == [1], "the separable inverse must be the one compared, not MONAI's own"
     traced = MetaTensor(maps, affine=working.affine, applied_operations=copy.deepcopy(working.applied_operations))
     monai_inverse = geometry._forward.inverse(traced).as_tensor()
     assert ours.shape == monai_inverse.shape == (3, *shape)
