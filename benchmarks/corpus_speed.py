@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bundle"))
 
-from scripts.corpus import Category, generate_case  # noqa: E402
-from scripts.corpus.quality import case_quality  # noqa: E402
+from corpus import Category, generate_case  # noqa: E402
+from corpus.quality import case_quality  # noqa: E402
 
 
 def main() -> int:

@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bundle"))
 
-from scripts.corpus import generate_case  # noqa: E402
+from corpus import generate_case  # noqa: E402
 
 #: (category, seed, prompt): two CT findings, an MR finding and a healthy CT asked for a tumor.
 SOURCES = (

@@ -336,7 +336,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.steps_cases < 1 or args.baseline_iterations < 1:
         parser.error("--steps-cases and --baseline-iterations must be >= 1")
     if not (args.corpus / "datalists").is_dir():
-        parser.error(f"no corpus at {args.corpus}: generate it with PYTHONPATH=bundle python -m scripts.corpus")
+        parser.error(f"no corpus at {args.corpus}: generate it with python -m corpus")
     args.corpus, args.output, args.work = args.corpus.resolve(), args.output.resolve(), args.work.resolve()
     if args.limit is not None:
         args.steps_cases = min(args.steps_cases, args.limit)

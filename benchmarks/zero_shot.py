@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be >= 1")
     if not (args.corpus / "datalists").is_dir():
-        parser.error(f"no corpus at {args.corpus}: generate it with python -m scripts.corpus")
+        parser.error(f"no corpus at {args.corpus}: generate it with python -m corpus")
     args.output.mkdir(parents=True, exist_ok=True)
     datalist = args.output / "zero_shot_datalist.json"
     datalist.write_text(json.dumps(build_datalist(args.corpus, args.limit), indent=2))

@@ -2,7 +2,7 @@
 
     python -m tools.demo --output demo_output
 
-1. Generate a phantom CT case with a liver tumor (``scripts.corpus.phantom.generate_case``).
+1. Generate a phantom CT case with a liver tumor (``corpus.phantom.generate_case``).
 2. Write it as a DICOM CT series (CT Image Storage, one file per axial slice) under
    ``OUTPUT/dicom_ct``.
 3. Run the application on it exactly as a user does: ``python app -i OUTPUT/dicom_ct -o
@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seed < 0 or min(args.size) < 32:
         parser.error("--seed must be >= 0 and every --size >= 32")
 
-    from scripts.corpus.phantom import generate_case
+    from corpus.phantom import generate_case
 
     case = generate_case("liver tumor", args.seed, size=tuple(args.size))
     dicom_folder = args.output / "dicom_ct"

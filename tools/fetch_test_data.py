@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "bundle") not in sys.path:
     sys.path.append(str(ROOT / "bundle"))
 
-from scripts.corpus.real_anatomy import FetchError, RealSource, fetch  # noqa: E402
+from corpus.real_anatomy import FetchError, RealSource, fetch  # noqa: E402
 
 
 def main() -> int:

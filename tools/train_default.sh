@@ -20,7 +20,7 @@ STAGES=${STAGES:-"vae diffusion aova refiner"}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 if [ ! -f "$CORPUS/corpus.json" ]; then
-    PYTHONPATH=bundle $PY -m scripts.corpus --output "$CORPUS" --cases-per-category "$CASES" --test-cases "$TEST_CASES" --quiet
+    $PY -m corpus --output "$CORPUS" --cases-per-category "$CASES" --test-cases "$TEST_CASES" --quiet
 fi
 configs() { local list="" c; for c in "$@"; do list="$list,'bundle/configs/$c.json'"; done; echo "[${list#,}]"; }
 train() {

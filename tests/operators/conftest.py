@@ -16,7 +16,7 @@ from monai.deploy.core import Fragment  # noqa: E402
 
 from operators import AppConfig, DiffuGTSOperator, resolve_weights  # noqa: E402
 from operator_helpers import PROMPTS, load_selection  # noqa: E402
-from scripts.corpus.phantom import generate_case  # noqa: E402
+from corpus.phantom import generate_case  # noqa: E402
 from tools.demo import write_ct_series  # noqa: E402
 
 @pytest.fixture(scope="session")

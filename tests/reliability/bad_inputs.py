@@ -1,7 +1,7 @@
 """The bad-input corpus: every way a user's input can be wrong, and what must happen.
 
 One table, :data:`BAD_INPUTS`. Each entry builds its input from the phantom CT of
-:class:`Sources` (a 32x32x24 liver-tumor phantom of ``scripts.corpus``, also written as a DICOM
+:class:`Sources` (a 32x32x24 liver-tumor phantom of ``corpus``, also written as a DICOM
 series with ``tools.demo.write_ct_series``) and says which command runs it and what is expected:
 ``"ok"`` (a correct result) or a piece of the one-line error. Each error must also name the
 file, folder or variable at fault (``Invocation.names``).

@@ -16,8 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..atomic import atomic_write
-from ..preprocessing import Modality
+from scripts.atomic import atomic_write
+from scripts.preprocessing import Modality
 from .labels import OrganLabel
 
 __all__ = ["MontagePanel", "panel_from_case", "write_montage"]

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from corpus_cases import SMALL, small_case
-from scripts.corpus import Category, OrganLabel, generate_case, load_vocabulary
-from scripts.corpus.labels import host_labels
-from scripts.corpus.writer import write_case
+from corpus import Category, OrganLabel, generate_case, load_vocabulary
+from corpus.labels import host_labels
+from corpus.writer import write_case
 from scripts.preprocessing import Modality
 
 ALL = [c.value for c in Category]

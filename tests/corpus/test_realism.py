@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from scripts.corpus.realism import add_correlated_noise, add_rician_noise, apply_bias_field, partial_volume_blur, smooth_noise
+from corpus.realism import add_correlated_noise, add_rician_noise, apply_bias_field, partial_volume_blur, smooth_noise
 
 
 def test_smooth_noise_has_unit_sd_and_is_spatially_correlated():

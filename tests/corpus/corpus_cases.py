@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from scripts.corpus import RealSource, generate_case, load_real_volume, parse_category
+from corpus import RealSource, generate_case, load_real_volume, parse_category
 
 #: Small grids that keep the phantoms' field of view (256 mm CT, 192 mm MR) at a fraction of the cost.
 SMALL = {"CT": {"size": (64, 64, 64), "spacing": (4.0, 4.0, 4.0)}, "MR": {"size": (64, 64, 64), "spacing": (3.0, 3.0, 3.0)}}

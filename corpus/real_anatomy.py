@@ -49,7 +49,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ..preprocessing import Modality
+from scripts.preprocessing import Modality
 from .anatomy import Anatomy, TissueContrast
 from .geometry import VoxelGrid, spacing_from_affine
 from .labels import OrganLabel

@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
-from scripts.corpus import OrganLabel, TumorPart, draw_attributes, load_vocabulary
-from scripts.corpus.anatomy_ct import build_torso
-from scripts.corpus.anatomy_mr import build_head
-from scripts.corpus.geometry import VoxelGrid
-from scripts.corpus.labels import host_labels
-from scripts.corpus.lesions import LOCATION_REGIONS, MIN_DIAMETER_MM, insert_lesions
+from corpus import OrganLabel, TumorPart, draw_attributes, load_vocabulary
+from corpus.anatomy_ct import build_torso
+from corpus.anatomy_mr import build_head
+from corpus.geometry import VoxelGrid
+from corpus.labels import host_labels
+from corpus.lesions import LOCATION_REGIONS, MIN_DIAMETER_MM, insert_lesions
 
 CT_GRID = VoxelGrid((64, 64, 64), (4.0, 4.0, 4.0))
 MR_GRID = VoxelGrid((64, 64, 64), (3.0, 3.0, 3.0))

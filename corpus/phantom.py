@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..preprocessing import Modality
+from scripts.preprocessing import Modality
 from .anatomy import Anatomy
 from .anatomy_ct import build_torso
 from .anatomy_mr import build_head

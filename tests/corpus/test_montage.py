@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from corpus_cases import small_case
-from scripts.corpus.montage import _display_axial, _display_coronal, panel_from_case, write_montage
+from corpus.montage import _display_axial, _display_coronal, panel_from_case, write_montage
 
 
 def test_display_is_radiological():

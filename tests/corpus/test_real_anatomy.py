@@ -8,11 +8,11 @@ import numpy as np
 import pydicom
 import pytest
 
-from scripts.corpus import ChecksumError, OrganLabel, RealSource, fetch, generate_hosted_case
-from scripts.corpus import real_anatomy
-from scripts.corpus.labels import host_labels
-from scripts.corpus.quality import measure_contrast
-from scripts.corpus.real_anatomy import host_anatomy, load_dicom_series, read_nrrd
+from corpus import ChecksumError, OrganLabel, RealSource, fetch, generate_hosted_case
+from corpus import real_anatomy
+from corpus.labels import host_labels
+from corpus.quality import measure_contrast
+from corpus.real_anatomy import host_anatomy, load_dicom_series, read_nrrd
 from scripts.preprocessing import Modality
 
 

@@ -3,8 +3,8 @@ import json
 import pytest
 from monai.data import load_decathlon_datalist
 
-from scripts.corpus import DATALISTS, Category, RealSource, Split, case_seed, check_protocol
-from scripts.corpus.datalists import CATEGORY_STRIDE, DatalistSpec, split_of_seed
+from corpus import DATALISTS, Category, RealSource, Split, case_seed, check_protocol
+from corpus.datalists import CATEGORY_STRIDE, DatalistSpec, split_of_seed
 
 
 def test_the_shipped_datalists_follow_the_zero_shot_protocol():

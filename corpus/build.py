@@ -1,6 +1,6 @@
 """Build the whole corpus into a folder: cases, datalists, montage and a summary.
 
-``python -m scripts.corpus --output DIR`` calls :func:`build_corpus`. Output layout: see
+``python -m corpus --output DIR`` calls :func:`build_corpus`. Output layout: see
 :mod:`.writer` for the case files; ``datalists/<name>.json`` (:mod:`.datalists`),
 ``montage.png`` (:mod:`.montage`) and ``corpus.json`` (configuration, counts, and the measured
 contrast and noise per category).
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..preprocessing import Modality
+from scripts.preprocessing import Modality
 from .categories import Category
 from .datalists import DATALISTS, Split, case_seed, check_protocol, write_datalist
 from .montage import MontagePanel, panel_from_case, write_montage

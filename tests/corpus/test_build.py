@@ -4,8 +4,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from scripts.corpus import CorpusConfig
-from scripts.corpus.__main__ import main
+from corpus import CorpusConfig
+from corpus.__main__ import main
 
 
 @pytest.mark.parametrize(
@@ -22,7 +22,7 @@ def test_bad_arguments_exit_with_a_one_line_error(tmp_path, capsys, arguments, m
         main(["--output", str(tmp_path / "c"), *arguments])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert message in error and error.startswith("python -m scripts.corpus: error:")
+    assert message in error and error.startswith("python -m corpus: error:")
     assert not (tmp_path / "c").exists()
 
 

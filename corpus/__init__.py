@@ -6,10 +6,21 @@ label ids), ``geometry`` (grids, RAS affines), ``shapes`` (implicit shapes), ``a
 ``realism`` (blur, noise, texture, bias field), ``phantom`` (one case from a seed),
 ``real_anatomy`` (fetch, verify, load real volumes), ``quality`` (contrast and noise),
 ``datalists`` (splits, seeds, decathlon JSON), ``writer`` (NIfTI and JSON files), ``montage``
-(PNG for people), ``build`` (the whole corpus; ``python -m scripts.corpus``).
+(PNG for people), ``build`` (the whole corpus; ``python -m corpus``).
+
+The corpus is a development tool: it lives beside ``benchmarks/``, outside the shipped bundle,
+and uses the bundle's ``scripts`` package (modalities, organ labels, lesion synthesis, atomic
+writes), which it puts on the path when run from the repository.
 
 Specification: shared/docs/benchmark.md.
 """
+
+import sys as _sys
+from pathlib import Path as _Path
+
+_BUNDLE = str(_Path(__file__).resolve().parents[1] / "bundle")
+if _BUNDLE not in _sys.path:
+    _sys.path.insert(0, _BUNDLE)
 
 from .build import CorpusConfig, build_corpus
 from .categories import HEALTHY_CATEGORIES, SEEN_CATEGORIES, UNSEEN_CATEGORIES, Category, parse_category

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from scripts.corpus import OrganLabel as L
-from scripts.corpus.anatomy_ct import build_torso
-from scripts.corpus.geometry import VoxelGrid
+from corpus import OrganLabel as L
+from corpus.anatomy_ct import build_torso
+from corpus.geometry import VoxelGrid
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from ..preprocessing import Modality
+from scripts.preprocessing import Modality
 
 __all__ = ["Category", "SEEN_CATEGORIES", "UNSEEN_CATEGORIES", "HEALTHY_CATEGORIES", "parse_category"]
 

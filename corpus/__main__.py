@@ -1,6 +1,6 @@
 """Command line: write the corpus to a folder.
 
-    python -m scripts.corpus --output DIR [--cases-per-category N] [--size 128] [--seed-base S]
+    python -m corpus --output DIR [--cases-per-category N] [--size 128] [--seed-base S]
 
 Run from ``bundle/`` or with ``bundle/`` on ``PYTHONPATH``. See :mod:`.build` for what is written.
 """
@@ -60,7 +60,7 @@ def _spacing(text: str) -> float:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m scripts.corpus",
+        prog="python -m corpus",
         description="Write the DiffuGTS zero-shot corpus (phantoms, real anatomy, datalists, montage) as NIfTI.",
     )
     parser.add_argument("--output", required=True, type=Path, help="corpus folder (created)")

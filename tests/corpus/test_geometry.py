@@ -2,7 +2,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from scripts.corpus.geometry import VoxelGrid, ras_affine, spacing_from_affine
+from corpus.geometry import VoxelGrid, ras_affine, spacing_from_affine
 
 
 def test_affine_is_ras_and_centres_the_volume():

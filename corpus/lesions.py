@@ -50,7 +50,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-VOCABULARY_PATH = Path(__file__).resolve().parents[1] / "data" / "attributes.json"
+VOCABULARY_PATH = Path(__file__).resolve().parents[1] / "bundle" / "scripts" / "data" / "attributes.json"
 MIN_DIAMETER_MM = 5.0
 
 #: Location phrase of the vocabulary -> region name an :class:`~.anatomy.Anatomy` provides.

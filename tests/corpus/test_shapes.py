@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from scripts.corpus.geometry import VoxelGrid
-from scripts.corpus.shapes import Tube, ellipsoid_rho, rotation_matrix
+from corpus.geometry import VoxelGrid
+from corpus.shapes import Tube, ellipsoid_rho, rotation_matrix
 
 
 def test_ellipsoid_rho_is_below_one_inside_and_one_on_the_surface():

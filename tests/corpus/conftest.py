@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from corpus_cases import real_volume_cached
-from scripts.corpus import FetchError, RealSource
+from corpus import FetchError, RealSource
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def real_volume():
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """A corpus written by the command line: one case per category at 32^3, real volumes if fetchable."""
-    from scripts.corpus.__main__ import main
+    from corpus.__main__ import main
 
     folder = tmp_path_factory.mktemp("corpus")
     arguments = ["--output", str(folder), "--cases-per-category", "1", "--size", "32", "--ct-spacing", "8",

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from corpus_cases import medium_case
-from scripts.corpus import OrganLabel
-from scripts.corpus.quality import case_quality, estimate_noise_sd, measure_contrast, measure_noise_sd, robust_sd
+from corpus import OrganLabel
+from corpus.quality import case_quality, estimate_noise_sd, measure_contrast, measure_noise_sd, robust_sd
 
 SEEDS = range(20, 28)
 

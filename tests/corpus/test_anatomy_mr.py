@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from scripts.corpus import OrganLabel as L
-from scripts.corpus.anatomy import TissueContrast
-from scripts.corpus.anatomy_mr import build_head
-from scripts.corpus.geometry import VoxelGrid
+from corpus import OrganLabel as L
+from corpus.anatomy import TissueContrast
+from corpus.anatomy_mr import build_head
+from corpus.geometry import VoxelGrid
 
 
 @pytest.fixture(scope="module")

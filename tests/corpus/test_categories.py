@@ -1,6 +1,6 @@
 import pytest
 
-from scripts.corpus import HEALTHY_CATEGORIES, SEEN_CATEGORIES, UNSEEN_CATEGORIES, Category, load_vocabulary, parse_category
+from corpus import HEALTHY_CATEGORIES, SEEN_CATEGORIES, UNSEEN_CATEGORIES, Category, load_vocabulary, parse_category
 from scripts.preprocessing import Modality
 
 

@@ -21,8 +21,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from ..atomic import atomic_write
-from ..preprocessing import Modality
+from scripts.atomic import atomic_write
+from scripts.preprocessing import Modality
 
 __all__ = ["save_nifti", "write_json", "write_case", "CASE_FOLDERS"]
 
