@@ -17,13 +17,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from scripts.preprocessing import Modality
-from .anatomy import Anatomy
+from .anatomy import Anatomy, TissueContrast
 from .anatomy_ct import build_torso
 from .anatomy_mr import build_head
 from .categories import Category, parse_category
 from .geometry import VoxelGrid
-from .labels import OrganLabel
+from .labels import OrganLabel, TumorPart
 from .lesions import LesionRecord, insert_lesions
+from scripts.lesion_synthesis import LESION_LAWS, IntensityLaw, synthesize_lesions
 from .real_anatomy import RealVolume, host_anatomy
 from .realism import add_correlated_noise, add_rician_noise, apply_bias_field, partial_volume_blur
 
@@ -124,11 +125,41 @@ def _streams(seed: int) -> tuple[np.random.Generator, np.random.Generator, np.ra
 
 
 def _insert(category: Category, anatomy: Anatomy, lesion_rng: np.random.Generator):
+    """Image, tumor mask, tumor parts, organ labels and lesion records of a case.
+
+    CT tumors follow their :data:`~scripts.lesion_synthesis.LESION_LAWS` (the published
+    synthetic-tumor recipe and a law per organ); MR gliomas keep the attribute-driven builder of
+    :mod:`.lesions` (solid part, necrotic core and edema relative to white matter).
+    """
+    shape = anatomy.grid.shape
     if category.is_healthy:
-        shape = anatomy.grid.shape
-        return anatomy.image, np.zeros(shape, np.uint8), np.zeros(shape, np.uint8), []
+        return anatomy.image, np.zeros(shape, np.uint8), np.zeros(shape, np.uint8), anatomy.labels, []
+    if anatomy.contrast is TissueContrast.CT and category.value in LESION_LAWS:
+        synthesis = synthesize_lesions(anatomy.image, anatomy.labels, category.value, anatomy.grid.spacing, lesion_rng)
+        parts = np.where(synthesis.tumor_mask > 0, np.uint8(TumorPart.SOLID), np.uint8(0)).astype(np.uint8)
+        records = [_record(category.value, lesion, anatomy) for lesion in synthesis.lesions if lesion.voxels > 0]
+        records.sort(key=lambda r: -r.volume_ml)
+        return synthesis.image, synthesis.tumor_mask, parts, synthesis.organ_labels, records
     inserted = insert_lesions(anatomy, category.value, lesion_rng)
-    return inserted.image, inserted.tumor_mask, inserted.tumor_parts, inserted.lesions
+    return inserted.image, inserted.tumor_mask, inserted.tumor_parts, anatomy.labels, inserted.lesions
+
+
+def _record(finding: str, lesion, anatomy: Anatomy) -> LesionRecord:
+    """A synthesized lesion as a :class:`~.lesions.LesionRecord` of the case metadata."""
+    if lesion.law == IntensityLaw.REPLACE.value:
+        intensity = "part-solid" if lesion.part_solid else "soft-tissue density"
+    else:
+        intensity = "hypodense"
+    attributes = {"size": lesion.size_class, "intensity": intensity}
+    if lesion.exophytic:
+        attributes["shape"] = "exophytic"
+    world = anatomy.affine @ np.append(np.asarray(lesion.center_voxel, dtype=np.float64), 1.0)
+    return LesionRecord(
+        finding=finding, attributes=attributes, center_mm=[round(float(c), 2) for c in world[:3]],
+        diameter_mm=round(2.0 * lesion.radius_mm, 2), volume_ml=lesion.volume_ml, intensity_mode=lesion.law,
+        intensity_target=lesion.contrast_hu, location_region="whole organ",
+        extras={"subtle": float(lesion.subtle)},
+    )
 
 
 def generate_case(
@@ -159,7 +190,7 @@ def generate_case(
     anatomy_rng, lesion_rng, imaging_rng = _streams(seed)
     anatomy = build_torso(grid, anatomy_rng) if modality is Modality.CT else build_head(grid, anatomy_rng)
     case_id = f"{category.slug}_{int(seed):07d}"
-    image, tumor_mask, parts, lesions = _insert(category, anatomy, lesion_rng)
+    image, tumor_mask, parts, organ_labels, lesions = _insert(category, anatomy, lesion_rng)
 
     blur = float(imaging_rng.uniform(0.45, 0.75))
     image = partial_volume_blur(image, blur)
@@ -174,7 +205,7 @@ def generate_case(
         image = add_rician_noise(image * np.float32(gain), relative * gain, imaging_rng)
         imaging = {"blur_sigma_voxels": blur, "gain": gain, "noise_sd": relative * gain, "noise_sd_relative_to_white_matter": relative}
     return PhantomCase(
-        case_id=case_id, category=category, seed=int(seed), image=image, organ_labels=anatomy.labels,
+        case_id=case_id, category=category, seed=int(seed), image=image, organ_labels=organ_labels,
         tumor_mask=tumor_mask, tumor_parts=parts, spacing=grid.spacing, affine=grid.affine, modality=modality,
         prompt="" if category.is_healthy else category.value, description=_describe(category, lesions),
         attributes=dict(lesions[0].attributes) if lesions else {}, lesions=lesions, imaging=imaging,
@@ -204,10 +235,10 @@ def generate_hosted_case(
         raise ValueError(f"category {category.value!r} is {category.modality.value}, {volume.source.value} is {volume.modality.value}")
     host = host if host is not None else host_anatomy(volume)
     _, lesion_rng, _ = _streams(seed)
-    image, tumor_mask, parts, lesions = _insert(category, host, lesion_rng)
+    image, tumor_mask, parts, organ_labels, lesions = _insert(category, host, lesion_rng)
     return PhantomCase(
         case_id=f"{volume.source.value}_{category.slug}_{int(seed):07d}", category=category, seed=int(seed),
-        image=image.astype(np.float32), organ_labels=host.labels, tumor_mask=tumor_mask, tumor_parts=parts,
+        image=image.astype(np.float32), organ_labels=organ_labels, tumor_mask=tumor_mask, tumor_parts=parts,
         spacing=volume.spacing, affine=np.asarray(volume.affine, dtype=np.float64), modality=volume.modality,
         prompt="" if category.is_healthy else category.value, description=_describe(category, lesions),
         attributes=dict(lesions[0].attributes) if lesions else {}, lesions=lesions, source=volume.source.value,

@@ -1,7 +1,7 @@
 """Contrast and noise against the ranges of benchmark.md.
 
-benchmark.md: tumors "must not be trivially separable: contrast to the host organ down to 10 to 20
-HU for liver and pancreas tumors against noise of 10 to 20 HU SD".
+benchmark.md (version 2): lesions as real scans show them (a mean darkening of about 30-80 HU for
+liver tumors), a tail of subtle ones, CT noise of 10 to 20 HU SD.
 """
 
 import numpy as np
@@ -41,21 +41,19 @@ def test_ct_noise_sd_is_within_the_benchmark_range():
     assert max(measured) - min(measured) > 3.0  # the noise level varies between cases
 
 
-@pytest.mark.parametrize("category", ["liver tumor", "pancreas tumor"])
-def test_liver_and_pancreas_tumor_contrast_is_low_but_present(category):
-    targets, measured = [], []
+@pytest.mark.parametrize("category", ["liver tumor", "pancreas tumor", "kidney tumor", "hepatic vessel tumor"])
+def test_solid_organ_tumors_are_visible_on_the_final_image(category):
+    # benchmark.md v2: lesions as real scans show them, with only a tail of subtle ones. Measured
+    # after blur and noise, on cases large enough for a stable mean.
+    measured = []
     for seed in SEEDS:
         case = medium_case(category, seed)
-        targets += [r.intensity_target for r in case.lesions]
-        if case.lesions[0].diameter_mm >= 15.0 and case.lesions[0].attributes["intensity"].endswith("hypodense"):
+        if case.tumor_mask.sum() >= 30:
             measured.append(case_quality(case)["contrast"])
-    # Drawn per lesion: at least 10 HU from the organ, at most 70 HU.
-    assert all(10.0 <= abs(t) <= 70.0 for t in targets), targets
-    assert len(measured) >= 3
-    # Measured on the final image (blur, noise): hypodense, never invisible, never glaring,
-    # and some cases as hard as the benchmark asks (within 20 HU of the organ).
-    assert all(-75.0 <= c <= -5.0 for c in measured), measured
-    assert min(abs(c) for c in measured) <= 20.0, measured
+    assert len(measured) >= 4, measured
+    assert all(c < 0 for c in measured), measured  # hypodense to the organ
+    assert float(np.median(np.abs(measured))) >= 25.0, measured
+    assert np.mean(np.abs(measured) < 20.0) <= 0.3, measured  # subtle lesions are a tail
 
 
 def test_mr_gliomas_are_brighter_than_white_matter_without_being_trivial():
