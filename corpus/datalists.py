@@ -1,6 +1,6 @@
 """Splits, seeds and decathlon-format datalists of the zero-shot protocol.
 
-Six datalists (read them with ``monai.data.load_decathlon_datalist(path, data_list_key=KEY)``):
+Seven datalists (read them with ``monai.data.load_decathlon_datalist(path, data_list_key=KEY)``):
 
 =========================  ============  ==========  ==================================================
 datalist                   key           split       content
@@ -10,6 +10,8 @@ datalist                   key           split       content
 ``seen_train``             training      train       kidney, colon, pancreas, lung, hepatic vessel
                                                      tumors; healthy CT; lung tumors in the real chest CT
 ``validation``             validation    validation  the seen categories and healthy CT
+``test_seen``              test          test        the seen categories (the learnability gate's
+                                                     held-out cases; never used to choose anything)
 ``test_unseen_liver``      test          test        liver tumors (unseen tumor)
 ``test_unseen_mr_glioma``  test          test        brain tumors, MR (unseen tumor and modality);
                                                      gliomas inserted in the real Colin27 T1
@@ -128,6 +130,10 @@ DATALISTS: tuple[DatalistSpec, ...] = (
     DatalistSpec(
         "validation", "validation", Split.VALIDATION, (*SEEN_CATEGORIES, Category.HEALTHY_CT),
         description="seen tumor categories and healthy CT, validation seeds",
+    ),
+    DatalistSpec(
+        "test_seen", "test", Split.TEST, SEEN_CATEGORIES,
+        description="seen tumor categories, test seeds: the learnability gate's held-out cases (never used to choose anything)",
     ),
     DatalistSpec(
         "test_unseen_liver", "test", Split.TEST, (Category.LIVER_TUMOR,),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from scripts.preprocessing import Modality
 from .anatomy import Anatomy, TissueContrast
@@ -28,7 +29,7 @@ from scripts.lesion_synthesis import LESION_LAWS, IntensityLaw, synthesize_lesio
 from .real_anatomy import RealVolume, host_anatomy
 from .realism import add_correlated_noise, add_rician_noise, apply_bias_field, partial_volume_blur
 
-__all__ = ["PhantomCase", "generate_case", "generate_hosted_case", "real_healthy_case", "DEFAULT_SIZE", "DEFAULT_SPACING", "NOISE_SD_HU_RANGE"]
+__all__ = ["PhantomCase", "generate_case", "downsample_anatomy", "SUPERSAMPLE", "generate_hosted_case", "real_healthy_case", "DEFAULT_SIZE", "DEFAULT_SPACING", "NOISE_SD_HU_RANGE"]
 
 DEFAULT_SIZE = (128, 128, 128)
 #: Default voxel spacing (mm): 2 mm CT puts a 256 mm torso field in 128^3, 1.5 mm MR a 192 mm head.
@@ -38,6 +39,32 @@ NOISE_SD_HU_RANGE = (10.0, 20.0)
 #: MR Rician noise SD relative to white matter, drawn per case.
 MR_NOISE_RELATIVE_RANGE = (0.025, 0.05)
 _LABEL_VALUES = frozenset(int(label) for label in OrganLabel)
+#: Default anatomy supersampling per axis: 2 puts 8 sub-voxels in each voxel, enough for partial-
+#: volume edges (the surface position is resolved to an eighth of a voxel's volume).
+SUPERSAMPLE = 2
+
+
+def _block_mean(array: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over ``factor``^3 blocks (torch's pooling: about ten times numpy's strided block sums)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
+    return torch.nn.functional.avg_pool3d(tensor, factor)[0, 0].numpy()
+
+
+def downsample_anatomy(anatomy: Anatomy, grid: VoxelGrid, factor: int) -> Anatomy:
+    """An anatomy drawn ``factor`` times finer, averaged down to ``grid``.
+
+    Intensities are the mean of each block (partial volume: a voxel on an organ surface mixes the
+    tissues it holds); the organ label and each location region are the block's majority.
+    """
+    image = _block_mean(anatomy.image, factor)
+    best = np.zeros(grid.shape, dtype=np.float32)
+    labels = np.zeros(grid.shape, dtype=np.uint8)
+    for value in np.unique(anatomy.labels):
+        share = _block_mean(anatomy.labels == value, factor)
+        better = share > best
+        labels[better], best[better] = value, share[better]
+    regions = {name: _block_mean(region, factor) > 0.5 for name, region in anatomy.regions.items()}
+    return Anatomy(grid=grid, image=image, labels=labels, contrast=anatomy.contrast, regions=regions, noise_sd=anatomy.noise_sd)
 
 
 @dataclass
@@ -168,6 +195,7 @@ def generate_case(
     *,
     size: Sequence[int] = DEFAULT_SIZE,
     spacing: Sequence[float] | None = None,
+    supersample: int = SUPERSAMPLE,
 ) -> PhantomCase:
     """Generate one phantom case.
 
@@ -177,6 +205,9 @@ def generate_case(
         size: array shape (each >= 16). Default 128^3.
         spacing: voxel spacing in mm; default 2 mm for CT, 1.5 mm for MR. The anatomy scales to
             the field of view (size x spacing), lesion sizes stay in mm.
+        supersample: the anatomy is drawn on a grid this many times finer per axis and averaged
+            down (1 to 4), so that organ surfaces are smooth with partial-volume edges instead of
+            voxel staircases; 1 draws it on the output grid.
 
     Returns:
         A :class:`PhantomCase` with RAS-aligned voxel axes (``nibabel.aff2axcodes == RAS``).
@@ -187,8 +218,13 @@ def generate_case(
     category = parse_category(category)
     modality = category.modality
     grid = VoxelGrid(tuple(size), tuple(spacing if spacing is not None else DEFAULT_SPACING[modality]))
+    if supersample not in (1, 2, 3, 4):
+        raise ValueError(f"supersample must be 1, 2, 3 or 4, got {supersample!r}")
     anatomy_rng, lesion_rng, imaging_rng = _streams(seed)
-    anatomy = build_torso(grid, anatomy_rng) if modality is Modality.CT else build_head(grid, anatomy_rng)
+    fine = VoxelGrid(tuple(n * supersample for n in grid.shape), tuple(s / supersample for s in grid.spacing))
+    anatomy = build_torso(fine, anatomy_rng) if modality is Modality.CT else build_head(fine, anatomy_rng)
+    if supersample > 1:
+        anatomy = downsample_anatomy(anatomy, grid, supersample)
     case_id = f"{category.slug}_{int(seed):07d}"
     image, tumor_mask, parts, organ_labels, lesions = _insert(category, anatomy, lesion_rng)
 

@@ -50,6 +50,7 @@ from .inpainting import latent_inpaint, latent_region
 from .preprocessing import Modality, VolumeGeometry, as_volume, intensity_window, normalize_intensity
 from .residual import feature_residuals
 from .text import PromptBuilder, SentenceEncoder
+from .training_handlers import LossHistory  # noqa: F401  (configs name it as scripts.training.LossHistory)
 
 __all__ = [
     "PrepareVolumed",
@@ -65,6 +66,7 @@ __all__ = [
     "load_heads",
     "TRAINING_PROMPTS",
     "ForModalityd",
+    "validation_subset",
     "LossHistory",
     "save_state_dict",
     "save_diffusion_checkpoint",
@@ -87,12 +89,15 @@ class PrepareVolumed(MapTransform):
             first label (healthy item) becomes an empty mask.
         profile: foundation profile name.
         modality_key: item key holding ``CT`` or ``MR``.
+        label_maps: label keys that hold several values (an organ label map): resampled with
+            nearest neighbour but not binarised.
     """
 
-    def __init__(self, keys: KeysCollection, profile: str = "mini", modality_key: str = "modality") -> None:
+    def __init__(self, keys: KeysCollection, profile: str = "mini", modality_key: str = "modality", label_maps: KeysCollection = ()) -> None:
         super().__init__(keys)
         self.profile = get_profile(profile)
         self.modality_key = modality_key
+        self.label_maps = {label_maps} if isinstance(label_maps, str) else set(label_maps)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         item = dict(data)
@@ -105,13 +110,31 @@ class PrepareVolumed(MapTransform):
             if key in item:
                 label = MetaTensor(torch.as_tensor(np.asarray(item[key])).float().reshape(volume.shape), affine=volume.affine)
                 nearest = VolumeGeometry(working_spacing=geometry.working_spacing, divisor=geometry.divisor, mode="nearest")
-                item[key] = (nearest(label) > 0.5).float()
+                resampled = nearest(label)
+                item[key] = resampled.float() if key in self.label_maps else (resampled > 0.5).float()
         if label_keys and label_keys[0] not in item:  # a healthy item: its tumor mask is empty
             item[label_keys[0]] = torch.zeros_like(item[image_key].as_tensor())
         item["prompt"] = item.get("prompt") or ""  # healthy items name no finding
         item["spacing"] = torch.tensor(item[image_key].pixdim.tolist(), dtype=torch.float32)
         item["class_label"] = torch.tensor(modality_class_label(modality))
         return item
+
+
+def validation_subset(datalist: str | Path, per_category: int, categories: list[str], key: str = "validation") -> list[dict[str, Any]]:
+    """The first ``per_category`` entries of each of ``categories`` in a decathlon datalist.
+
+    A few cases per category keep a validation pass to a minute or two on two CPU cores, often
+    enough to draw a curve and to stop a stage at its gate.
+    """
+    from monai.data import load_decathlon_datalist
+
+    entries = load_decathlon_datalist(str(datalist), True, key)
+    chosen: list[dict[str, Any]] = []
+    for category in categories:
+        chosen += [e for e in entries if e.get("category") == category][:per_category]
+    if not chosen:
+        raise ValueError(f"{datalist} holds no {key} entry of the categories {categories}")
+    return chosen
 
 
 class ForModalityd(MapTransform):
@@ -131,37 +154,6 @@ class ForModalityd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> Any:
         return self.transform(data) if Modality.parse(data[self.modality_key]) is self.modality else data
-
-
-class LossHistory:
-    """Records ``engine.state.output['loss']`` per iteration and writes it as JSON when training ends.
-
-    The curves in the model card are drawn from these files.
-    """
-
-    def __init__(self, path: str | Path, stage: str) -> None:
-        self.path = Path(path)
-        self.stage = stage
-        self.losses: list[float] = []
-        self.start = 0.0
-
-    def attach(self, engine: Any) -> None:
-        from ignite.engine import Events
-
-        engine.add_event_handler(Events.STARTED, self._started)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._record)
-        engine.add_event_handler(Events.COMPLETED, self._write)
-
-    def _started(self, engine: Any) -> None:
-        self.start = time.perf_counter()
-
-    def _record(self, engine: Any) -> None:
-        self.losses.append(float(engine.state.output["loss"]))
-
-    def _write(self, engine: Any) -> None:
-        payload = {"stage": self.stage, "loss": self.losses, "seconds": time.perf_counter() - self.start}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, lambda temporary: Path(temporary).write_text(json.dumps(payload)))
 
 
 def _train_step(engine: Any, loss: torch.Tensor) -> None:

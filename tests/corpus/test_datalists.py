@@ -1,4 +1,6 @@
 import json
+import re
+from pathlib import Path
 
 import pytest
 from monai.data import load_decathlon_datalist
@@ -89,3 +91,34 @@ def test_unseen_test_lists_hold_only_their_category(tiny_corpus):
     assert {e["category"] for e in _entries(tiny_corpus, "test_unseen_liver", "test")} == {"liver tumor"}
     glioma = _entries(tiny_corpus, "test_unseen_mr_glioma", "test")
     assert {e["category"] for e in glioma} == {"brain tumor"} and {e["modality"] for e in glioma} == {"MR"}
+
+
+# benchmark.md: no prompt naming a liver or hepatic tumor, lesion, mass or metastasis may appear in
+# any training or validation data ("hepatic vessel tumor", a seen MSD category, names vessels).
+_LIVER_FINDING = re.compile(r"\b(liver|hepatic)\s+(tumou?rs?|lesions?|mass(es)?|metasta\w*|cancer|carcinoma)\b", re.IGNORECASE)
+
+
+def test_no_liver_tumor_prompt_and_no_mr_volume_in_the_heads_lists(tiny_corpus):
+    for name, key in (("seen_train", "training"), ("validation", "validation"), ("test_seen", "test")):
+        entries = _entries(tiny_corpus, name, key)
+        assert entries, name
+        for entry in entries:
+            metadata = json.loads((tiny_corpus / entry["metadata"]).read_text())
+            assert not _LIVER_FINDING.search(entry.get("prompt", "")) and not _LIVER_FINDING.search(metadata["description"]), entry
+            assert metadata["category"] != "liver tumor" and metadata["modality"] == "CT", (name, metadata["case_id"])
+
+
+def test_the_liver_finding_pattern_matches_what_it_must():
+    assert _LIVER_FINDING.search("liver tumor") and _LIVER_FINDING.search("Hepatic metastases") and _LIVER_FINDING.search("liver lesion")
+    assert not _LIVER_FINDING.search("hepatic vessel tumor") and not _LIVER_FINDING.search("kidney tumor")
+
+
+def test_training_configs_never_draw_or_prompt_an_unseen_finding():
+    from scripts.training import TRAINING_PROMPTS
+
+    root = Path(__file__).resolve().parents[2] / "bundle" / "configs"
+    for path in root.glob("train*.json"):
+        config = json.loads(path.read_text())
+        for finding in config.get("seen_findings", []):
+            assert not _LIVER_FINDING.search(finding) and "brain" not in finding and "glioma" not in finding, (path.name, finding)
+    assert not any(_LIVER_FINDING.search(p) or "brain" in p for p in TRAINING_PROMPTS)

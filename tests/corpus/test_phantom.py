@@ -100,3 +100,58 @@ def test_nifti_written_and_read_back_keeps_its_geometry(tmp_path):
 def test_bad_arguments_raise_value_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         generate_case(**kwargs)
+
+
+def _partial_volume_share(anatomy):
+    """Share of liver-surface voxels that mix in a neighbour: more than 20 HU from the liver's level
+    (the phantom's liver texture is a few HU, so a pure liver voxel stays within it)."""
+    from scipy import ndimage
+
+    liver = anatomy.labels == OrganLabel.LIVER
+    surface = liver & ~ndimage.binary_erosion(liver)
+    level = float(np.median(anatomy.image[liver & ~surface]))
+    return float(np.mean(np.abs(anatomy.image[surface] - level) > 20.0))
+
+
+def test_supersampled_anatomy_has_partial_volume_edges_instead_of_staircases():
+    # benchmark.md v2: smooth organ surfaces with partial-volume edges. Drawn on the output grid,
+    # a surface voxel is either fat or liver (a staircase); drawn twice finer and averaged down,
+    # many surface voxels mix the two tissues.
+    from corpus.anatomy_ct import build_torso
+    from corpus.geometry import VoxelGrid
+    from corpus.phantom import downsample_anatomy
+
+    grid = VoxelGrid((48, 48, 48), (16.0 / 3.0,) * 3)
+    staircase = build_torso(grid, np.random.default_rng(3))
+    fine = build_torso(VoxelGrid((96, 96, 96), (8.0 / 3.0,) * 3), np.random.default_rng(3))
+    smooth = downsample_anatomy(fine, grid, 2)
+    coarse_share, smooth_share = _partial_volume_share(staircase), _partial_volume_share(smooth)
+    assert coarse_share < 0.1 and smooth_share > 0.15 and smooth_share > 2.5 * coarse_share, (coarse_share, smooth_share)
+    # Labels are the block majority: the liver keeps its volume within a few percent.
+    ratio = (smooth.labels == OrganLabel.LIVER).sum() / (staircase.labels == OrganLabel.LIVER).sum()
+    assert 0.85 < ratio < 1.15
+
+
+def test_supersample_is_validated():
+    with pytest.raises(ValueError, match="supersample"):
+        generate_case("healthy CT", 1, size=(32, 32, 32), spacing=(8.0, 8.0, 8.0), supersample=5)
+
+
+# Portal-venous CT, published means (HU): liver 100-130 with a local texture SD near 15 HU
+# (benchmark.md), spleen 110-130, kidney cortex 150-200 in the nephrographic phase, pancreas
+# 90-120, muscle 40-60, fat -120 to -80, aerated lung -900 to -700.
+_PUBLISHED_HU = {OrganLabel.LIVER: (95, 135), OrganLabel.SPLEEN: (95, 135), OrganLabel.PANCREAS: (75, 125),
+                 OrganLabel.MUSCLE: (30, 70), OrganLabel.FAT: (-125, -75), OrganLabel.LUNG: (-900, -650)}
+
+
+def test_final_ct_intensities_match_published_portal_venous_values():
+    from corpus_cases import medium_case
+
+    for seed in (31, 32, 33):
+        case = medium_case("healthy CT", seed)
+        for label, (low, high) in _PUBLISHED_HU.items():
+            values = case.image[case.organ_labels == label]
+            assert low <= float(np.median(values)) <= high, (label.name, float(np.median(values)))
+        liver = case.image[case.organ_labels == OrganLabel.LIVER]
+        spread = float(np.subtract(*np.percentile(liver, [84, 16])) / 2.0)  # robust local SD
+        assert 9.0 <= spread <= 30.0, spread

@@ -1,0 +1,260 @@
+"""Ignite handlers that make a training stage resumable, measured and stoppable at its gate.
+
+A stage trained on two CPU cores runs for hours, across sittings that end whatever is running.
+So every stage (``configs/train.json``) trains in short epochs and, after each one, MONAI's
+``CheckpointSaver`` writes network, optimizer and trainer state; :class:`ResumeFromLatest`
+loads the newest such checkpoint when the stage starts again, through MONAI's
+``CheckpointLoader``, so the run continues at the next epoch. Loss and validation curves are
+written every epoch and survive a restart (:class:`LossHistory`, :class:`ValidationHistory`).
+A stage ends at its gate (:class:`StopAtGate`), at its iteration count, or when its wall-clock
+budget for this sitting is spent (:class:`TimeBudget`), whichever comes first.
+
+MONAI's own handlers cover saving and loading; what they lack is finding the newest checkpoint
+at start (``CheckpointLoader`` needs a path known when the config is written), curves that
+append across restarts, and a stop on a per-category gate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .atomic import atomic_write
+from .foundation import atomic_save
+
+__all__ = ["latest_checkpoint", "ResumeFromLatest", "LossHistory", "ValidationHistory", "StopAtGate", "TimeBudget"]
+
+logger = logging.getLogger(__name__)
+
+_EPOCH = re.compile(r"_epoch=(\d+)\.pt$")
+
+
+def latest_checkpoint(directory: str | Path, prefix: str) -> Path | None:
+    """The newest ``<prefix>_checkpoint_epoch=N.pt`` (MONAI ``CheckpointSaver`` names) in ``directory``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in directory.glob(f"{prefix}_checkpoint_epoch=*.pt") if (m := _EPOCH.search(p.name))]
+    return max(found)[1] if found else None
+
+
+class ResumeFromLatest:
+    """Load the newest checkpoint of a stage, if there is one, when the trainer starts.
+
+    Args:
+        directory: where ``CheckpointSaver`` writes the stage's checkpoints.
+        prefix: the saver's ``file_prefix`` (the stage name).
+        load_dict: objects to restore, as for ``CheckpointLoader`` (network, optimizer, trainer).
+        enabled: False starts from scratch even when a checkpoint exists.
+    """
+
+    def __init__(self, directory: str | Path, prefix: str, load_dict: Mapping[str, Any], enabled: bool = True) -> None:
+        self.directory, self.prefix, self.load_dict, self.enabled = Path(directory), prefix, dict(load_dict), bool(enabled)
+        self.loaded: Path | None = None
+
+    def attach(self, engine: Any) -> None:
+        from monai.handlers import CheckpointLoader
+
+        path = latest_checkpoint(self.directory, self.prefix) if self.enabled else None
+        if path is None:
+            logger.info("%s: no checkpoint in %s, starting from scratch", self.prefix, self.directory)
+            return
+        logger.info("%s: resuming from %s", self.prefix, path)
+        self.loaded = path
+        # Checkpoints of earlier sittings that a newer one supersedes (the saver prunes only its own).
+        for old in self.directory.glob(f"{self.prefix}_checkpoint_epoch=*.pt"):
+            if old != path:
+                old.unlink()
+        CheckpointLoader(load_path=str(path), load_dict=self.load_dict, map_location="cpu").attach(engine)
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._drop_superseded)
+
+    def _drop_superseded(self, engine: Any) -> None:
+        """Remove the loaded checkpoint once a newer one is on disk (never before: a run cut off
+        before its first new checkpoint must still find it)."""
+        newest = latest_checkpoint(self.directory, self.prefix)
+        if self.loaded is not None and newest is not None and newest != self.loaded and self.loaded.exists():
+            self.loaded.unlink()
+
+
+class LossHistory:
+    """Records ``engine.state.output['loss']`` per iteration; writes the curve after every epoch.
+
+    On a resumed run the curve already written is read back and cut to the iteration the trainer
+    resumed from, so that the file always matches the weights of the latest checkpoint. That is
+    done at the first iteration, after every ``STARTED`` handler (the checkpoint loader's among
+    them) has run, whatever order they were attached in.
+    """
+
+    def __init__(self, path: str | Path, stage: str) -> None:
+        self.path = Path(path)
+        self.stage = stage
+        self.losses: list[float] = []
+        self.seconds_before = 0.0
+        self.start = 0.0
+        self.restored = False
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._record)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._write)
+        engine.add_event_handler(Events.COMPLETED, self._write)
+
+    def _started(self, engine: Any) -> None:
+        self.start = time.perf_counter()
+        self.restored = False
+
+    def _restore(self, resumed_at: int) -> None:
+        self.restored = True
+        if resumed_at and self.path.exists():
+            previous = json.loads(self.path.read_text())
+            self.losses = list(previous.get("loss", []))[:resumed_at]
+            self.seconds_before = float(previous.get("seconds", 0.0))
+
+    def _record(self, engine: Any) -> None:
+        if not self.restored:
+            self._restore(int(engine.state.iteration) - 1)
+        output = engine.state.output
+        # A decollating MONAI trainer repeats the batch's loss in every item.
+        self.losses.append(float((output[0] if isinstance(output, list) else output)["loss"]))
+
+    def _write(self, engine: Any) -> None:
+        payload = {"stage": self.stage, "loss": self.losses, "seconds": self.seconds_before + time.perf_counter() - self.start}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, lambda temporary: Path(temporary).write_text(json.dumps(payload)))
+
+
+def _dice(prediction: torch.Tensor, label: torch.Tensor) -> float:
+    """Dice of two binary volumes; 1 when both are empty (nothing to find, nothing found)."""
+    p, g = prediction.bool(), label.bool()
+    total = int(p.sum()) + int(g.sum())
+    return 1.0 if total == 0 else 2.0 * int((p & g).sum()) / total
+
+
+class ValidationHistory:
+    """Per-category Dice of each validation pass, appended to a JSON curve; keeps the best weights.
+
+    Attach to the evaluator (``SupervisedEvaluator`` with sigmoid + threshold post-processing and
+    decollated outputs holding ``pred``, ``label`` and ``category``). After each pass the record
+    ``{iteration, seconds, per_category, mean, min}`` is appended; when ``mean`` improves, the
+    network's weights are saved to ``best_path``.
+
+    Args:
+        path: the curve's JSON file (read back on a resumed run).
+        network: the network being validated (its weights go to ``best_path``).
+        best_path: where the best weights are written; None to skip.
+        epoch_length: trainer iterations per epoch (the evaluator knows only the epoch).
+    """
+
+    def __init__(self, path: str | Path, network: torch.nn.Module, best_path: str | Path | None, epoch_length: int) -> None:
+        self.path, self.network, self.epoch_length = Path(path), network, int(epoch_length)
+        self.best_path = Path(best_path) if best_path else None
+        self.records: list[dict[str, Any]] = json.loads(self.path.read_text()).get("validation", []) if self.path.exists() else []
+        self.scores: dict[str, list[float]] = {}
+        self.started = time.perf_counter()
+
+    @property
+    def best(self) -> float:
+        return max((r["mean"] for r in self.records), default=-1.0)
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._record)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._write)
+
+    def _reset(self, engine: Any) -> None:
+        self.scores = {}
+
+    def _record(self, engine: Any) -> None:
+        # The evaluator's output holds image, label and prediction; the category is in the batch.
+        batch = engine.state.batch
+        items = batch if isinstance(batch, list) else [batch]
+        for output, item in zip(engine.state.output, items):
+            category = item.get("category", "all")
+            category = category[0] if isinstance(category, (list, tuple)) else category
+            self.scores.setdefault(str(category), []).append(_dice(output["pred"] > 0.5, output["label"] > 0.5))
+
+    def _write(self, engine: Any) -> None:
+        per_category = {c: float(np.mean(v)) for c, v in sorted(self.scores.items())}
+        if not per_category:
+            return
+        iteration = int(engine.state.epoch) * self.epoch_length
+        # A resumed run may validate an iteration again: the newer record replaces the older.
+        self.records = [r for r in self.records if r["iteration"] < iteration]
+        mean = float(np.mean(list(per_category.values())))
+        improved = mean > self.best
+        record = {"iteration": iteration, "seconds": round(time.perf_counter() - self.started, 1), "per_category": per_category,
+                  "mean": mean, "min": float(min(per_category.values())), "best": improved}
+        self.records.append(record)
+        engine.state.metrics["val_mean_dice"] = mean
+        logger.info("validation at iteration %d: mean Dice %.3f, %s", iteration, mean,
+                    ", ".join(f"{c} {v:.3f}" for c, v in per_category.items()))
+        if improved and self.best_path is not None:
+            module = self.network.module if hasattr(self.network, "module") else self.network
+            atomic_save({k: v.detach().cpu() for k, v in module.state_dict().items()}, self.best_path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"validation": self.records}
+        atomic_write(self.path, lambda temporary: Path(temporary).write_text(json.dumps(payload, indent=1)))
+
+
+class StopAtGate:
+    """Stop the trainer once the latest validation record meets the stage's gate.
+
+    Args:
+        history: the :class:`ValidationHistory` of the stage's evaluator.
+        mean: the gate on the mean over categories.
+        each: the gate every category must reach (0 for none).
+        patience: consecutive validations that must meet the gate (guards against one lucky pass).
+    """
+
+    def __init__(self, history: ValidationHistory, mean: float, each: float = 0.0, patience: int = 1) -> None:
+        self.history, self.mean, self.each, self.patience = history, float(mean), float(each), int(patience)
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Any) -> None:
+        recent: Sequence[dict[str, Any]] = self.history.records[-self.patience:]
+        if len(recent) == self.patience and all(r["mean"] >= self.mean and r["min"] >= self.each for r in recent):
+            logger.info("gate met (mean >= %.2f, each >= %.2f): stopping at iteration %d", self.mean, self.each, engine.state.iteration)
+            engine.terminate()
+
+
+class TimeBudget:
+    """Stop the trainer at the end of the first epoch after ``seconds`` of this sitting (0: never).
+
+    The checkpoint of that epoch is written first (attach after the ``CheckpointSaver``), so the
+    next sitting resumes where this one stopped.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = float(seconds)
+        self.start = time.perf_counter()
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def _started(self, engine: Any) -> None:
+        self.start = time.perf_counter()
+
+    def __call__(self, engine: Any) -> None:
+        if self.seconds > 0 and time.perf_counter() - self.start >= self.seconds:
+            logger.info("time budget of %.0f s spent: stopping at iteration %d", self.seconds, engine.state.iteration)
+            engine.terminate()
