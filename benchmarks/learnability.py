@@ -100,7 +100,7 @@ def _weights(run_dir: Path) -> Path:
 
 
 def _markdown(result: dict[str, Any]) -> str:
-    seen, gate = result["seen"], result["seen"]["gate"]
+    gate = result["seen"]["gate"]
     lines = [
         "# Learnability gate (benchmark.md)", "",
         "A supervised MONAI 3D UNet (the bundle's `train_baseline.json`) trained on the seen categories,",

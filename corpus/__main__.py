@@ -73,6 +73,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed-base", type=_non_negative, default=0, help="added to every seed (default 0)")
     parser.add_argument("--no-real", action="store_true", help="do not fetch or use the real volumes")
     parser.add_argument("--no-montage", action="store_true", help="do not draw montage.png")
+    parser.add_argument("--no-reuse", action="store_true", help="make every case anew, even those this generator version already wrote")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
     return parser.parse_args(argv)
 
@@ -83,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = CorpusConfig(
         output=args.output, cases_per_category=args.cases_per_category, validation_cases=args.val_cases,
         test_cases=args.test_cases, size=args.size, ct_spacing=args.ct_spacing, mr_spacing=args.mr_spacing,
-        seed_base=args.seed_base, include_real=not args.no_real, montage=not args.no_montage,
+        seed_base=args.seed_base, include_real=not args.no_real, montage=not args.no_montage, reuse=not args.no_reuse,
     )
     try:
         summary = build_corpus(config, progress=not args.quiet)

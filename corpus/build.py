@@ -8,6 +8,7 @@ contrast and noise per category).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,9 +25,48 @@ from .montage import MontagePanel, panel_from_case, write_montage
 from .phantom import PhantomCase, generate_case, generate_hosted_case, real_healthy_case
 from .quality import case_quality
 from .real_anatomy import FetchError, RealSource, RealVolume, host_anatomy, load_real_volume
-from .writer import write_case, write_json
+from .writer import CASE_FOLDERS, write_case, write_json
 
-__all__ = ["CorpusConfig", "build_corpus"]
+__all__ = ["CorpusConfig", "build_corpus", "generator_fingerprint"]
+
+#: The files that decide what a case holds; a case written by other versions of them is made anew.
+_GENERATOR_FILES = (
+    "anatomy.py", "anatomy_ct.py", "anatomy_mr.py", "categories.py", "geometry.py", "labels.py", "lesions.py",
+    "phantom.py", "real_anatomy.py", "realism.py", "shapes.py", "writer.py",
+)
+_BUNDLE_FILES = ("lesion_synthesis.py", "organ_labels.py", "preprocessing.py", "data/attributes.json")
+
+
+def generator_fingerprint() -> str:
+    """sha256 over the generator's source files: two corpora with the same fingerprint and seeds
+    hold the same cases."""
+    import hashlib
+
+    here = Path(__file__).resolve().parent
+    bundle = here.parent / "bundle" / "scripts"
+    digest = hashlib.sha256()
+    for path in [here / name for name in _GENERATOR_FILES] + [bundle / name for name in _BUNDLE_FILES]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _reusable(output: Path, job: "_Job", fingerprint: str, size: Any, spacing: Any) -> dict[str, Any] | None:
+    """The metadata of a case already written by this generator version (same seed and, for a
+    phantom, the same grid), or None."""
+    metadata_path = output / "metadata" / f"{job.case_id}.json"
+    if not metadata_path.is_file():
+        return None
+    try:
+        metadata = json.loads(metadata_path.read_text())
+    except (OSError, ValueError):
+        return None
+    name = f"{job.case_id}.nii.gz"
+    complete = all((output / folder / name).is_file() for folder in ("images", "labels", "organs", "parts"))
+    same_grid = job.kind != "phantom" or (
+        metadata.get("shape") == [int(n) for n in size] and np.allclose(metadata.get("spacing_mm", []), spacing)
+    )
+    return metadata if complete and same_grid and metadata.get("generator_sha256") == fingerprint and metadata.get("seed") == job.seed else None
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +85,8 @@ class CorpusConfig:
         seed_base: added to every seed (another, disjoint corpus for the same protocol).
         include_real: fetch and use the real volumes (skipped with a warning when impossible).
         montage: write ``montage.png``.
+        reuse: keep cases the same generator version (:func:`generator_fingerprint`) already
+            wrote into ``output`` with the same seed and size, instead of making them again.
     """
 
     output: Path
@@ -57,6 +99,7 @@ class CorpusConfig:
     seed_base: int = 0
     include_real: bool = True
     montage: bool = True
+    reuse: bool = True
 
     def __post_init__(self) -> None:
         self.output = Path(self.output)
@@ -154,6 +197,18 @@ def _entry(job: _Job, case: PhantomCase, paths: dict[str, str]) -> dict[str, Any
     return entry
 
 
+def _entry_from_metadata(metadata: dict[str, Any], paths: dict[str, str]) -> dict[str, Any]:
+    """The datalist entry of a reused case, as :func:`_entry` writes it."""
+    entry = {
+        "image": f"../{paths['images']}", "label": f"../{paths['labels']}", "organs": f"../{paths['organs']}",
+        "parts": f"../{paths['parts']}", "metadata": f"../{paths['metadata']}", "prompt": metadata["prompt"],
+        "category": metadata["category"], "modality": metadata["modality"], "seed": metadata["seed"], "source": metadata["source"],
+    }
+    if not metadata["prompt"]:
+        del entry["prompt"]
+    return entry
+
+
 def _summarise(written: dict[str, _Written]) -> dict[str, dict[str, dict[str, float]]]:
     groups: dict[str, dict[str, list[float]]] = {}
     for item in written.values():
@@ -188,21 +243,37 @@ def build_corpus(config: CorpusConfig, *, progress: bool = True) -> dict[str, An
     written: dict[str, _Written] = {}
     panels: dict[tuple[str, str], MontagePanel] = {}
     spacing = {Modality.CT: (config.ct_spacing,) * 3, Modality.MR: (config.mr_spacing,) * 3}
-    for job in tqdm(unique.values(), desc="corpus", unit="case", disable=not progress):
+    fingerprint = generator_fingerprint()
+
+    def make(job: _Job) -> PhantomCase:
         if job.kind == "phantom":
-            case = generate_case(job.category, job.seed, size=config.size, spacing=spacing[job.category.modality])
-        elif job.kind == "hosted":
+            return generate_case(job.category, job.seed, size=config.size, spacing=spacing[job.category.modality])
+        if job.kind == "hosted":
             if job.source not in hosts:
                 hosts[job.source] = host_anatomy(volumes[job.source])
-            case = generate_hosted_case(volumes[job.source], job.category, job.seed, host=hosts[job.source])
-        else:
-            case = real_healthy_case(volumes[job.source])
+            return generate_hosted_case(volumes[job.source], job.category, job.seed, host=hosts[job.source])
+        return real_healthy_case(volumes[job.source])
+
+    reused = 0
+    for job in tqdm(unique.values(), desc="corpus", unit="case", disable=not progress):
+        grid = spacing[job.category.modality]
+        previous = _reusable(output, job, fingerprint, config.size, grid) if config.reuse else None
+        key = (job.category.value, job.source.value if job.source else "phantom")
+        if previous is not None:
+            reused += 1
+            paths = {folder: f"{folder}/{job.case_id}.json" if folder == "metadata" else f"{folder}/{job.case_id}.nii.gz" for folder in CASE_FOLDERS}
+            written[job.case_id] = _Written(_entry_from_metadata(previous, paths), previous.get("measured", {}))
+            if config.montage and key not in panels:
+                panels[key] = panel_from_case(make(job))
+            continue
+        case = make(job)
         quality = case_quality(case)
-        paths = write_case(output, case, {"measured": quality})
+        paths = write_case(output, case, {"measured": quality, "generator_sha256": fingerprint})
         written[job.case_id] = _Written(_entry(job, case, paths), quality)
-        key = (case.category.value, case.source)
         if config.montage and key not in panels:
             panels[key] = panel_from_case(case)
+    if reused:
+        logger.info("%d cases reused: written before by this generator version (%s)", reused, fingerprint[:12])
     for spec in DATALISTS:
         entries = [written[job.case_id].entry for job in per_list[spec.name]]
         write_datalist(output / "datalists" / f"{spec.name}.json", spec, entries)

@@ -1,6 +1,6 @@
 """Splits, seeds and decathlon-format datalists of the zero-shot protocol.
 
-Seven datalists (read them with ``monai.data.load_decathlon_datalist(path, data_list_key=KEY)``):
+Eight datalists (read them with ``monai.data.load_decathlon_datalist(path, data_list_key=KEY)``):
 
 =========================  ============  ==========  ==================================================
 datalist                   key           split       content
@@ -10,6 +10,7 @@ datalist                   key           split       content
 ``seen_train``             training      train       kidney, colon, pancreas, lung, hepatic vessel
                                                      tumors; healthy CT; lung tumors in the real chest CT
 ``validation``             validation    validation  the seen categories and healthy CT
+``foundation_validation``  validation    validation  healthy CT and MR phantoms (the foundation's gates)
 ``test_seen``              test          test        the seen categories (the learnability gate's
                                                      held-out cases; never used to choose anything)
 ``test_unseen_liver``      test          test        liver tumors (unseen tumor)
@@ -130,6 +131,10 @@ DATALISTS: tuple[DatalistSpec, ...] = (
     DatalistSpec(
         "validation", "validation", Split.VALIDATION, (*SEEN_CATEGORIES, Category.HEALTHY_CT),
         description="seen tumor categories and healthy CT, validation seeds",
+    ),
+    DatalistSpec(
+        "foundation_validation", "validation", Split.VALIDATION, (Category.HEALTHY_CT, Category.HEALTHY_MR),
+        description="healthy CT and MR, validation seeds: the VAE's and diffusion UNet's gates and checkpoints",
     ),
     DatalistSpec(
         "test_seen", "test", Split.TEST, SEEN_CATEGORIES,

@@ -20,7 +20,7 @@ from scripts.atomic import atomic_write
 from scripts.preprocessing import Modality
 from .labels import OrganLabel
 
-__all__ = ["MontagePanel", "panel_from_case", "write_montage"]
+__all__ = ["MontagePanel", "panel_from_case", "write_montage", "write_lesion_montage"]
 
 _ABDOMEN_WINDOW = (-160.0, 240.0)
 _LUNG_WINDOW = (-1000.0, 300.0)
@@ -106,6 +106,50 @@ def write_montage(panels: Sequence[MontagePanel], path: str | os.PathLike, *, co
                 ax.contour(tumor, levels=[0.5], colors=["red"], linewidths=1.0)
             if view_index == 0:
                 ax.set_title(panel.title, fontsize=7)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=dpi))
+    finally:
+        plt.close(figure)
+    return path
+
+
+def write_lesion_montage(cases: Sequence, path: str | os.PathLike, *, crop_mm: float = 110.0, dpi: int = 110) -> Path:
+    """One column per case: an axial slice through its largest lesion, zoomed to ``crop_mm``,
+    without and with the lesion outline (the model card's picture of how lesions look).
+
+    CT uses a soft-tissue window (-160 to 240 HU; lung window for lung tumors), MR the 0.5 to 99.5
+    percentile window.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not cases:
+        raise ValueError("cases must not be empty")
+    path = Path(path)
+    figure, axes = plt.subplots(2, len(cases), figsize=(2.4 * len(cases), 5.0), squeeze=False)
+    for column, case in enumerate(cases):
+        panel = panel_from_case(case)
+        image, _, tumor, aspect = panel.views[0]
+        rows, cols = np.nonzero(tumor)
+        half = int(round(crop_mm / 2.0 / case.spacing[0]))
+        if rows.size:
+            r0, c0 = int(rows.mean()), int(cols.mean())
+        else:
+            r0, c0 = image.shape[0] // 2, image.shape[1] // 2
+        window = (slice(max(0, r0 - half), r0 + half), slice(max(0, c0 - half), c0 + half))
+        for row in range(2):
+            ax = axes[row, column]
+            ax.axis("off")
+            ax.imshow(image[window], cmap="gray", vmin=panel.window[0], vmax=panel.window[1], aspect=aspect, interpolation="nearest")
+            if row == 1 and tumor[window].any():
+                ax.contour(tumor[window], levels=[0.5], colors=["red"], linewidths=0.8)
+        first = case.lesions[0] if case.lesions else None
+        contrast = f", {first.intensity_target:+.0f} HU" if first is not None and case.modality is Modality.CT else ""
+        axes[0, column].set_title(f"{case.category.value}\nseed {case.seed}{contrast}", fontsize=7)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

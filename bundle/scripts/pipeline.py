@@ -23,8 +23,6 @@ import numpy as np
 import torch
 from monai.inferers import SlidingWindowInferer
 
-from .aova import coarse_mask
-from .features import encode_with_features
 from .foundation import (
     FoundationProfile,
     build_diffusion_unet,
@@ -38,8 +36,9 @@ from .foundation import (
     spacing_condition,
 )
 from .heads import DiffuGTSHeads, heads_for_profile, load_heads_weights
-from .inpainting import InpaintingMode, latent_inpaint, latent_region
+from .inpainting import InpaintingMode
 from .memory_budget import check_memory_budget
+from .method import FrozenFoundation, PatchSettings, segment_patch
 from .preprocessing import (
     Modality,
     VolumeGeometry,
@@ -48,7 +47,7 @@ from .preprocessing import (
     intensity_window,
     normalize_intensity,
 )
-from .residual import bounding_box, feature_residuals, postprocess_mask
+from .residual import bounding_box, postprocess_mask
 from .text import PromptBuilder, PromptEmbedding, PromptSet, SentenceEncoder
 
 __all__ = ["PipelineConfig", "SegmentationResult", "PipelineOutput", "DiffuGTSPipeline", "build_pipeline", "WEIGHT_FILES"]
@@ -223,6 +222,16 @@ class DiffuGTSPipeline:
         self.config = (config or PipelineConfig()).validated(self.profile)
         self.scheduler = build_scheduler(self.config.scheduler)
         self.weights = dict(weights or {})
+        self.foundation = FrozenFoundation(self.vae, self.unet, self.scheduler, self.scale_factor)
+
+    @property
+    def patch_settings(self) -> PatchSettings:
+        """The patch step's knobs, from the validated config."""
+        c = self.config
+        return PatchSettings(
+            coarse_threshold=c.coarse_threshold, coarse_dilation=c.coarse_dilation, inpainting=c.inpainting,
+            num_steps=c.num_steps, strength=c.strength, confine_to_coarse_mask=c.confine_to_coarse_mask, progress=c.progress,
+        )
 
     def working_spacing(self, modality: Modality) -> tuple[float, float, float] | None:
         return self.config.working_spacing or self.profile.working_spacing.get(modality)
@@ -352,7 +361,8 @@ def _pseudo_healthy(restored: dict[str, torch.Tensor], original: torch.Tensor, w
 
 
 class _PatchSegmenter:
-    """The per-patch predictor handed to the sliding-window inferer."""
+    """The per-patch predictor handed to the sliding-window inferer: :func:`~.method.segment_patch`
+    for every prompt, the encoder run once per patch."""
 
     def __init__(
         self,
@@ -370,52 +380,22 @@ class _PatchSegmenter:
         self.patch_index = 0
 
     def __call__(self, patch: torch.Tensor) -> dict[str, torch.Tensor]:
-        p, config, timer = self.p, self.p.config, self.timer
+        p, timer = self.p, self.timer
         # Seed per patch (patches come in a fixed order): the same input gives the same output.
-        generator = torch.Generator(device=p.device).manual_seed(config.seed + self.patch_index)
+        generator = torch.Generator(device=p.device).manual_seed(p.config.seed + self.patch_index)
         self.patch_index += 1
         with timer("features"):
-            features = encode_with_features(p.vae, patch)
-            latent = features.latent * p.scale_factor
+            features = p.foundation.encode(patch)
         outputs: dict[str, torch.Tensor] = {}
         for index, (keys, abnormal) in enumerate(self.embeddings):
-            with timer("aova"):
-                aova_map = p.heads.aova(features.levels, keys, abnormal).aova_map
-                coarse = coarse_mask(aova_map, config.coarse_threshold, config.coarse_dilation)
-                # Direct generation (the ablation) regenerates the whole patch, not only the coarse mask.
-                region = torch.ones_like(coarse) if config.inpainting is InpaintingMode.DIRECT else coarse
-            with timer("inpainting"):
-                pseudo_healthy = patch
-                if region.any():
-                    inpainted = latent_inpaint(
-                        p.unet,
-                        p.scheduler,
-                        latent,
-                        latent_region(region, latent.shape),
-                        spacing=self.spacing,
-                        class_labels=self.class_labels,
-                        num_steps=config.num_steps,
-                        strength=config.strength,
-                        generator=generator,
-                        progress=config.progress,
-                    )
-                    decoded = p.vae.decode_stage_2_outputs(inpainted / p.scale_factor).clamp(0, 1)
-                    # Blend in pixel space: outside the coarse mask the scan is kept as it is.
-                    pseudo_healthy = region * decoded + (1 - region) * patch
-            with timer("residual"):
-                if pseudo_healthy is patch:  # nothing inpainted: every residual is zero
-                    pseudo_levels = features.levels
-                else:
-                    pseudo_levels = encode_with_features(p.vae, pseudo_healthy).levels
-                residuals = feature_residuals(features.levels, pseudo_levels, patch.shape[2:])
-                logits = p.heads.refiner(patch, pseudo_healthy, aova_map, residuals)
-            probability = torch.sigmoid(logits.float())
-            if config.confine_to_coarse_mask:
-                probability = probability * coarse
-            outputs[f"probability_{index}"] = probability
-            outputs[f"aova_{index}"] = aova_map.float()
-            outputs[f"pseudo_healthy_{index}"] = pseudo_healthy.float()
-            outputs[f"region_{index}"] = region.float()
+            step = segment_patch(
+                p.foundation, p.heads, patch, features, keys, abnormal, p.patch_settings,
+                spacing=self.spacing, class_labels=self.class_labels, generator=generator, timer=timer,
+            )
+            outputs[f"probability_{index}"] = step.probability
+            outputs[f"aova_{index}"] = step.aova_map.float()
+            outputs[f"pseudo_healthy_{index}"] = step.pseudo_healthy.float()
+            outputs[f"region_{index}"] = step.region.float()
         return outputs
 
 

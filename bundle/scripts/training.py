@@ -17,10 +17,8 @@ Stages:
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import time
 from pathlib import Path
 from typing import Any, Hashable, Mapping
 
@@ -32,8 +30,6 @@ from monai.losses import DiceLoss
 from monai.transforms import MapTransform
 from torch import nn
 
-from .aova import coarse_mask
-from .atomic import atomic_write
 from .features import encode_with_features
 from .foundation import (
     atomic_save,
@@ -46,9 +42,8 @@ from .foundation import (
     save_diffusion_weights,
 )
 from .heads import DiffuGTSHeads, load_heads_weights
-from .inpainting import latent_inpaint, latent_region
+from .method import FrozenFoundation, PatchSettings, pseudo_healthy_inputs
 from .preprocessing import Modality, VolumeGeometry, as_volume, intensity_window, normalize_intensity
-from .residual import feature_residuals
 from .text import PromptBuilder, SentenceEncoder
 from .training_handlers import LossHistory  # noqa: F401  (configs name it as scripts.training.LossHistory)
 
@@ -361,37 +356,27 @@ class RefinerIteration:
         misleading_rate: float = 0.3,
         seed: int = 0,
     ) -> None:
-        self.vae = vae.eval().requires_grad_(False)
-        self.unet = unet.eval().requires_grad_(False)
-        self.scheduler = scheduler
-        self.scale_factor = float(scale_factor)
+        self.foundation = FrozenFoundation(vae.eval().requires_grad_(False), unet.eval().requires_grad_(False), scheduler, float(scale_factor))
         self.sampler = _PromptSampler(text_encoder, misleading_rate, seed)
-        self.num_steps, self.strength = num_steps, strength
         # The coarse mask as the pipeline makes it: the profile's threshold unless one is given.
-        self.coarse_threshold = get_profile(profile).coarse_threshold if coarse_threshold is None else coarse_threshold
-        self.coarse_dilation = coarse_dilation
+        self.settings = PatchSettings(
+            coarse_threshold=get_profile(profile).coarse_threshold if coarse_threshold is None else coarse_threshold,
+            coarse_dilation=coarse_dilation, num_steps=num_steps, strength=strength,
+        )
         self.generator = torch.Generator().manual_seed(seed)
         self.dice = DiceLoss(sigmoid=True, smooth_nr=1e-3, smooth_dr=1e-3)
         self.bce = nn.BCEWithLogitsLoss()
 
-    @torch.no_grad()
     def residual_inputs(self, heads: DiffuGTSHeads, image: torch.Tensor, keys, abnormal, spacing, class_label):
-        """AOVA map, pseudo-healthy image and feature residuals, computed as the pipeline does."""
-        features = encode_with_features(self.vae, image)
-        aova_map = heads.aova(features.levels, keys, abnormal).aova_map
-        region = coarse_mask(aova_map, self.coarse_threshold, self.coarse_dilation)
-        pseudo_healthy, pseudo_levels = image, features.levels
-        if region.any():
-            latent = features.latent * self.scale_factor
-            inpainted = latent_inpaint(
-                self.unet, self.scheduler, latent, latent_region(region, latent.shape),
-                spacing=spacing, class_labels=class_label,
-                num_steps=self.num_steps, strength=self.strength, generator=self.generator,
-            )
-            decoded = self.vae.decode_stage_2_outputs(inpainted / self.scale_factor).clamp(0, 1)
-            pseudo_healthy = region * decoded + (1 - region) * image
-            pseudo_levels = encode_with_features(self.vae, pseudo_healthy).levels
-        return aova_map, pseudo_healthy, feature_residuals(features.levels, pseudo_levels, image.shape[2:])
+        """AOVA map, pseudo-healthy image and feature residuals: the pipeline's own patch step
+        (:func:`~.method.pseudo_healthy_inputs`)."""
+        with torch.no_grad():
+            features = self.foundation.encode(image)
+        step = pseudo_healthy_inputs(
+            self.foundation, heads, image, features, keys, abnormal, self.settings,
+            spacing=spacing, class_labels=class_label, generator=self.generator,
+        )
+        return step.aova_map, step.pseudo_healthy, step.residuals
 
     def __call__(self, engine: Any, batch: dict[str, Any]) -> dict[str, Any]:
         device = engine.state.device
