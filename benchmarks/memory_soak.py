@@ -33,6 +33,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bundle"))
+sys.path.insert(0, str(ROOT))  # the corpus package
 
 from corpus import generate_case  # noqa: E402
 

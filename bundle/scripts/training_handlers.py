@@ -29,7 +29,7 @@ import torch
 from .atomic import atomic_write
 from .foundation import atomic_save
 
-__all__ = ["latest_checkpoint", "ResumeFromLatest", "LossHistory", "ValidationHistory", "StopAtGate", "TimeBudget"]
+__all__ = ["latest_checkpoint", "ResumeFromLatest", "LossHistory", "ValidationHistory", "ReconstructionHistory", "StopAtGate", "TimeBudget"]
 
 logger = logging.getLogger(__name__)
 
@@ -209,18 +209,105 @@ class ValidationHistory:
         atomic_write(self.path, lambda temporary: Path(temporary).write_text(json.dumps(payload, indent=1)))
 
 
+#: Soft-tissue organs whose reconstruction error in HU the VAE's gate bounds (organ label ids:
+#: muscle, liver, kidney, pancreas, spleen; see ``scripts.organ_labels``).
+SOFT_TISSUE_LABELS = (2, 5, 7, 8, 9)
+#: HU per unit of the pipeline's CT normalisation ([-1000, 1000] HU -> [0, 1]).
+HU_PER_UNIT = 2000.0
+
+
+class ReconstructionHistory:
+    """The VAE's gate measures (method.md, the campaign's gates) per validation pass.
+
+    Attach to an evaluator whose ``pred`` is the reconstruction and ``label`` the input (both in
+    the pipeline's [0, 1] intensities, on the working grid) and whose batch carries ``modality``
+    and, for CT, ``organs``. Per pass it appends ``{iteration, per_modality: {CT: {psnr_db,
+    soft_tissue_mae_hu}, MR: {psnr_db}}, passed}`` to a JSON curve and keeps the best weights
+    (highest CT PSNR).
+
+    Args:
+        path, network, best_path, epoch_length: as for :class:`ValidationHistory`.
+        ct_psnr_db, ct_mae_hu, mr_psnr_db: the gate (CT PSNR >= 32 dB with a soft-tissue mean
+            absolute error <= 15 HU, MR PSNR >= 28 dB by default).
+    """
+
+    def __init__(self, path: str | Path, network: torch.nn.Module, best_path: str | Path | None, epoch_length: int,
+                 ct_psnr_db: float = 32.0, ct_mae_hu: float = 15.0, mr_psnr_db: float = 28.0) -> None:
+        self.path, self.network, self.epoch_length = Path(path), network, int(epoch_length)
+        self.best_path = Path(best_path) if best_path else None
+        self.gate = {"ct_psnr_db": float(ct_psnr_db), "ct_mae_hu": float(ct_mae_hu), "mr_psnr_db": float(mr_psnr_db)}
+        self.records: list[dict[str, Any]] = json.loads(self.path.read_text()).get("validation", []) if self.path.exists() else []
+        self.values: dict[str, dict[str, list[float]]] = {}
+        self.started = time.perf_counter()
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: self.values.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._record)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._write)
+
+    def _record(self, engine: Any) -> None:
+        batch = engine.state.batch
+        items = batch if isinstance(batch, list) else [batch]
+        for output, item in zip(engine.state.output, items):
+            modality = item.get("modality", "CT")
+            modality = str(modality[0] if isinstance(modality, (list, tuple)) else modality)
+            reconstruction, image = output["pred"].float().clamp(0, 1), output["label"].float()
+            mse = float(((reconstruction - image) ** 2).mean())
+            values = self.values.setdefault(modality, {"psnr_db": [], "soft_tissue_mae_hu": []})
+            values["psnr_db"].append(10.0 * float(np.log10(1.0 / max(mse, 1e-12))))
+            organs = item.get("organs")
+            if modality == "CT" and organs is not None:
+                tissue = torch.isin(torch.as_tensor(organs).round().long(), torch.tensor(SOFT_TISSUE_LABELS)).reshape(reconstruction.shape)
+                if tissue.any():
+                    error = (reconstruction - image).abs()[tissue]
+                    values["soft_tissue_mae_hu"].append(float(error.mean()) * HU_PER_UNIT)
+
+    def _write(self, engine: Any) -> None:
+        per_modality = {m: {k: float(np.mean(v)) for k, v in vals.items() if v} for m, vals in sorted(self.values.items())}
+        if not per_modality:
+            return
+        iteration = int(engine.state.epoch) * self.epoch_length
+        self.records = [r for r in self.records if r["iteration"] < iteration]
+        ct, mr = per_modality.get("CT", {}), per_modality.get("MR", {})
+        passed = (ct.get("psnr_db", 0.0) >= self.gate["ct_psnr_db"] and ct.get("soft_tissue_mae_hu", np.inf) <= self.gate["ct_mae_hu"]
+                  and ("MR" not in per_modality or mr.get("psnr_db", 0.0) >= self.gate["mr_psnr_db"]))
+        best = max((r["per_modality"].get("CT", {}).get("psnr_db", -1.0) for r in self.records), default=-1.0)
+        improved = ct.get("psnr_db", -1.0) > best
+        self.records.append({"iteration": iteration, "seconds": round(time.perf_counter() - self.started, 1),
+                             "per_modality": per_modality, "gate": self.gate, "passed": bool(passed), "best": improved})
+        logger.info("reconstruction at iteration %d: %s%s", iteration,
+                    "; ".join(f"{m} " + ", ".join(f"{k} {v:.2f}" for k, v in vals.items()) for m, vals in per_modality.items()),
+                    " (gate met)" if passed else "")
+        if improved and self.best_path is not None:
+            module = self.network.module if hasattr(self.network, "module") else self.network
+            atomic_save({k: v.detach().cpu() for k, v in module.state_dict().items()}, self.best_path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"validation": self.records}
+        atomic_write(self.path, lambda temporary: Path(temporary).write_text(json.dumps(payload, indent=1)))
+
+
 class StopAtGate:
     """Stop the trainer once the latest validation record meets the stage's gate.
 
     Args:
-        history: the :class:`ValidationHistory` of the stage's evaluator.
-        mean: the gate on the mean over categories.
+        history: the stage's :class:`ValidationHistory` (per-category Dice, gated on ``mean`` and
+            ``each``) or :class:`ReconstructionHistory` (whose records say whether they
+            ``passed``; give ``mean=None``).
+        mean: the gate on the mean over categories; None to use the records' ``passed``.
         each: the gate every category must reach (0 for none).
         patience: consecutive validations that must meet the gate (guards against one lucky pass).
     """
 
-    def __init__(self, history: ValidationHistory, mean: float, each: float = 0.0, patience: int = 1) -> None:
-        self.history, self.mean, self.each, self.patience = history, float(mean), float(each), int(patience)
+    def __init__(self, history: Any, mean: float | None, each: float = 0.0, patience: int = 1) -> None:
+        self.history, self.each, self.patience = history, float(each), int(patience)
+        self.mean = None if mean is None else float(mean)
+
+    def _met(self, record: dict[str, Any]) -> bool:
+        if self.mean is None:
+            return bool(record.get("passed"))
+        return record["mean"] >= self.mean and record["min"] >= self.each
 
     def attach(self, engine: Any) -> None:
         from ignite.engine import Events
@@ -229,8 +316,8 @@ class StopAtGate:
 
     def __call__(self, engine: Any) -> None:
         recent: Sequence[dict[str, Any]] = self.history.records[-self.patience:]
-        if len(recent) == self.patience and all(r["mean"] >= self.mean and r["min"] >= self.each for r in recent):
-            logger.info("gate met (mean >= %.2f, each >= %.2f): stopping at iteration %d", self.mean, self.each, engine.state.iteration)
+        if len(recent) == self.patience and all(self._met(r) for r in recent):
+            logger.info("gate met on %d validation(s) in a row: stopping at iteration %d", self.patience, engine.state.iteration)
             engine.terminate()
 
 
