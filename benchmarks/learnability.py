@@ -38,7 +38,9 @@ __all__ = ["GATE_MEAN", "GATE_EACH", "train_run", "gate_verdict", "main"]
 
 GATE_MEAN, GATE_EACH = 0.60, 0.40
 SEEN = ("kidney tumor", "colon tumor", "pancreas tumor", "lung tumor", "hepatic vessel tumor")
-WORK = ROOT / ".cache" / "learnability"
+#: Checkpoints, curves and weights of the two runs. Committed while a run is under way, so that a
+#: later sitting (on a fresh machine too) resumes it where it stopped.
+WORK = ROOT / "benchmarks" / "runs" / "learnability"
 
 
 def _configs() -> str:
@@ -89,7 +91,10 @@ def gate_verdict(per_category: dict[str, float]) -> dict[str, Any]:
 
 
 def _evaluate(datalist: Path, weights: Path, output: Path) -> dict[str, Any]:
-    payload = evaluate(json.loads(datalist.read_text()), weights, output)
+    from monai.data import load_decathlon_datalist
+
+    # Entries are relative to the datalist's folder; MONAI's loader resolves them.
+    payload = evaluate({"test": load_decathlon_datalist(str(datalist), True, "test")}, weights, output)
     return {c: {"n": row["n"], "dsc": row[METHOD]["dsc"]["mean"], "dsc_std": row[METHOD]["dsc"]["std"], "nsd": row[METHOD]["nsd"]["mean"]}
             for c, row in payload["per_category"].items()}
 
@@ -158,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seen-minutes", type=float, default=120.0, help="CPU budget of the seen run per sitting (default 120)")
     parser.add_argument("--ceiling-minutes", type=float, default=40.0, help="budget of the ceiling run per sitting (default 40)")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--work", type=Path, default=WORK, help="checkpoints and weights (not committed)")
+    parser.add_argument("--work", type=Path, default=WORK, help="checkpoints, curves and weights of the runs (resumed from)")
     args = parser.parse_args(argv)
     datalists = args.corpus / "datalists"
     if args.run in ("seen", "all"):
