@@ -112,6 +112,7 @@ def test_multi_process_override_runs_two_ranks_with_equal_weights(tiny_corpus, t
         "-m", "monai.bundle", "run", "--config_file", json.dumps(config_files), "--bundle_root", str(BUNDLE),
         "--datalist", str(tiny_corpus / "foundation.json"), "--patch_size", "[32,32,32]", "--iterations", "3",
         "--log_dir", str(tmp_path / "logs"), "--models_dir", str(tmp_path / "models"),
+        "--validation_handlers", "[]",  # the tiny folder has no foundation_validation list
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
