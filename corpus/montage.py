@@ -73,6 +73,19 @@ def panel_from_case(case, *, title: str | None = None) -> MontagePanel:
     return MontagePanel(title=title, views=[(np.ascontiguousarray(a), np.ascontiguousarray(o), np.ascontiguousarray(t), asp) for a, o, t, asp in views], window=window)
 
 
+def _save(figure, path: Path, dpi: int) -> Path:
+    """Write a matplotlib figure as a PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=dpi))
+    finally:
+        plt.close(figure)
+    return path
+
+
 def write_montage(panels: Sequence[MontagePanel], path: str | os.PathLike, *, columns: int = 4, dpi: int = 80) -> Path:
     """Draw ``panels`` (two views each) on a grid and write a PNG atomically.
 
@@ -106,13 +119,7 @@ def write_montage(panels: Sequence[MontagePanel], path: str | os.PathLike, *, co
                 ax.contour(tumor, levels=[0.5], colors=["red"], linewidths=1.0)
             if view_index == 0:
                 ax.set_title(panel.title, fontsize=7)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=dpi))
-    finally:
-        plt.close(figure)
-    return path
+    return _save(figure, path, dpi)
 
 
 def write_lesion_montage(cases: Sequence, path: str | os.PathLike, *, crop_mm: float = 110.0, dpi: int = 110) -> Path:
@@ -150,10 +157,4 @@ def write_lesion_montage(cases: Sequence, path: str | os.PathLike, *, crop_mm: f
         first = case.lesions[0] if case.lesions else None
         contrast = f", {first.intensity_target:+.0f} HU" if first is not None and case.modality is Modality.CT else ""
         axes[0, column].set_title(f"{case.category.value}\nseed {case.seed}{contrast}", fontsize=7)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=dpi))
-    finally:
-        plt.close(figure)
-    return path
+    return _save(figure, path, dpi)

@@ -141,7 +141,33 @@ def _dice(prediction: torch.Tensor, label: torch.Tensor) -> float:
     return 1.0 if total == 0 else 2.0 * int((p & g).sum()) / total
 
 
-class ValidationHistory:
+class _ValidationCurve:
+    """What both validation histories share: the JSON curve (read back on a resumed run) and
+    the weights kept when a pass improves on every earlier one."""
+
+    def __init__(self, path: str | Path, network: torch.nn.Module, best_path: str | Path | None, epoch_length: int) -> None:
+        self.path, self.network, self.epoch_length = Path(path), network, int(epoch_length)
+        self.best_path = Path(best_path) if best_path else None
+        self.records: list[dict[str, Any]] = json.loads(self.path.read_text()).get("validation", []) if self.path.exists() else []
+        self.started = time.perf_counter()
+
+    def _iteration(self, engine: Any) -> int:
+        """The trainer iteration of this pass; records of it or later (a resumed run validating
+        again) are dropped, the newer replaces them."""
+        iteration = int(engine.state.epoch) * self.epoch_length
+        self.records = [r for r in self.records if r["iteration"] < iteration]
+        return iteration
+
+    def _flush(self, improved: bool) -> None:
+        if improved and self.best_path is not None:
+            module = self.network.module if hasattr(self.network, "module") else self.network
+            atomic_save({k: v.detach().cpu() for k, v in module.state_dict().items()}, self.best_path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"validation": self.records}
+        atomic_write(self.path, lambda temporary: Path(temporary).write_text(json.dumps(payload, indent=1)))
+
+
+class ValidationHistory(_ValidationCurve):
     """Per-category Dice of each validation pass, appended to a JSON curve; keeps the best weights.
 
     Attach to the evaluator (``SupervisedEvaluator`` with sigmoid + threshold post-processing and
@@ -157,11 +183,8 @@ class ValidationHistory:
     """
 
     def __init__(self, path: str | Path, network: torch.nn.Module, best_path: str | Path | None, epoch_length: int) -> None:
-        self.path, self.network, self.epoch_length = Path(path), network, int(epoch_length)
-        self.best_path = Path(best_path) if best_path else None
-        self.records: list[dict[str, Any]] = json.loads(self.path.read_text()).get("validation", []) if self.path.exists() else []
+        super().__init__(path, network, best_path, epoch_length)
         self.scores: dict[str, list[float]] = {}
-        self.started = time.perf_counter()
 
     @property
     def best(self) -> float:
@@ -190,9 +213,7 @@ class ValidationHistory:
         per_category = {c: float(np.mean(v)) for c, v in sorted(self.scores.items())}
         if not per_category:
             return
-        iteration = int(engine.state.epoch) * self.epoch_length
-        # A resumed run may validate an iteration again: the newer record replaces the older.
-        self.records = [r for r in self.records if r["iteration"] < iteration]
+        iteration = self._iteration(engine)
         mean = float(np.mean(list(per_category.values())))
         improved = mean > self.best
         record = {"iteration": iteration, "seconds": round(time.perf_counter() - self.started, 1), "per_category": per_category,
@@ -201,12 +222,7 @@ class ValidationHistory:
         engine.state.metrics["val_mean_dice"] = mean
         logger.info("validation at iteration %d: mean Dice %.3f, %s", iteration, mean,
                     ", ".join(f"{c} {v:.3f}" for c, v in per_category.items()))
-        if improved and self.best_path is not None:
-            module = self.network.module if hasattr(self.network, "module") else self.network
-            atomic_save({k: v.detach().cpu() for k, v in module.state_dict().items()}, self.best_path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"validation": self.records}
-        atomic_write(self.path, lambda temporary: Path(temporary).write_text(json.dumps(payload, indent=1)))
+        self._flush(improved)
 
 
 #: Soft-tissue organs whose reconstruction error in HU the VAE's gate bounds (organ label ids:
@@ -216,7 +232,7 @@ SOFT_TISSUE_LABELS = (2, 5, 7, 8, 9)
 HU_PER_UNIT = 2000.0
 
 
-class ReconstructionHistory:
+class ReconstructionHistory(_ValidationCurve):
     """The VAE's gate measures (method.md, the campaign's gates) per validation pass.
 
     Attach to an evaluator whose ``pred`` is the reconstruction and ``label`` the input (both in
@@ -233,12 +249,9 @@ class ReconstructionHistory:
 
     def __init__(self, path: str | Path, network: torch.nn.Module, best_path: str | Path | None, epoch_length: int,
                  ct_psnr_db: float = 32.0, ct_mae_hu: float = 15.0, mr_psnr_db: float = 28.0) -> None:
-        self.path, self.network, self.epoch_length = Path(path), network, int(epoch_length)
-        self.best_path = Path(best_path) if best_path else None
+        super().__init__(path, network, best_path, epoch_length)
         self.gate = {"ct_psnr_db": float(ct_psnr_db), "ct_mae_hu": float(ct_mae_hu), "mr_psnr_db": float(mr_psnr_db)}
-        self.records: list[dict[str, Any]] = json.loads(self.path.read_text()).get("validation", []) if self.path.exists() else []
         self.values: dict[str, dict[str, list[float]]] = {}
-        self.started = time.perf_counter()
 
     def attach(self, engine: Any) -> None:
         from ignite.engine import Events
@@ -268,8 +281,7 @@ class ReconstructionHistory:
         per_modality = {m: {k: float(np.mean(v)) for k, v in vals.items() if v} for m, vals in sorted(self.values.items())}
         if not per_modality:
             return
-        iteration = int(engine.state.epoch) * self.epoch_length
-        self.records = [r for r in self.records if r["iteration"] < iteration]
+        iteration = self._iteration(engine)
         ct, mr = per_modality.get("CT", {}), per_modality.get("MR", {})
         passed = (ct.get("psnr_db", 0.0) >= self.gate["ct_psnr_db"] and ct.get("soft_tissue_mae_hu", np.inf) <= self.gate["ct_mae_hu"]
                   and ("MR" not in per_modality or mr.get("psnr_db", 0.0) >= self.gate["mr_psnr_db"]))
@@ -280,12 +292,7 @@ class ReconstructionHistory:
         logger.info("reconstruction at iteration %d: %s%s", iteration,
                     "; ".join(f"{m} " + ", ".join(f"{k} {v:.2f}" for k, v in vals.items()) for m, vals in per_modality.items()),
                     " (gate met)" if passed else "")
-        if improved and self.best_path is not None:
-            module = self.network.module if hasattr(self.network, "module") else self.network
-            atomic_save({k: v.detach().cpu() for k, v in module.state_dict().items()}, self.best_path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"validation": self.records}
-        atomic_write(self.path, lambda temporary: Path(temporary).write_text(json.dumps(payload, indent=1)))
+        self._flush(improved)
 
 
 class StopAtGate:
