@@ -26,6 +26,7 @@ from monai.apps.generation.maisi.networks.autoencoderkl_maisi import Autoencoder
 from monai.apps.generation.maisi.networks.diffusion_model_unet_maisi import DiffusionModelUNetMaisi
 from monai.networks.schedulers import DDPMScheduler, RFlowScheduler
 
+from .errors import UserError
 from .atomic import atomic_write
 from .preprocessing import Modality
 
@@ -54,7 +55,7 @@ __all__ = [
 MODALITY_CLASS_LABELS = {Modality.CT: 1, Modality.MR: 8}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A weights file cannot be read or does not fit the network it is loaded into."""
 
 
@@ -175,7 +176,7 @@ def get_profile(name: str | FoundationProfile) -> FoundationProfile:
     try:
         return PROFILES[str(name)]
     except KeyError:
-        raise ValueError(f"unknown profile {name!r}: expected one of {', '.join(PROFILES)}") from None
+        raise UserError(f"unknown profile {name!r}: expected one of {', '.join(PROFILES)}") from None
 
 
 def runtime_settings(device: torch.device | str) -> dict[str, Any]:
@@ -248,7 +249,7 @@ def build_scheduler(kind: str = "rflow", num_train_timesteps: int = 1000) -> RFl
             schedule="scaled_linear_beta",
             clip_sample=False,
         )
-    raise ValueError(f"unknown scheduler {kind!r}: expected 'rflow' or 'ddpm'")
+    raise UserError(f"unknown scheduler {kind!r}: expected 'rflow' or 'ddpm'")
 
 
 def modality_class_label(modality: Modality | str) -> int:

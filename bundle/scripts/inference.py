@@ -3,10 +3,12 @@
 ``configs/inference.json`` declares a :class:`BundleRunner` as its ``evaluator``; ``evaluate.json``
 switches evaluation on. A user mistake (missing or damaged file, a volume that is not 3D or too
 large for the memory budget, unknown modality, empty prompt, unreadable weights, unwritable output
-folder) ends the run with one ``error: ...`` line naming the problem and the file, and exit
-status 1. Every file is written under a temporary name and then renamed, and a run that fails
-removes what it wrote, so an output folder holds the outputs of finished runs only. Inputs are
-only read: an output that would replace an input file is refused.
+folder, a full disk) ends the run with one ``error: ...`` line naming the problem and the file,
+and exit status 1. Every output is written into a staging folder and all of a run's outputs are
+moved into the output folder when the run has succeeded (:mod:`.output_staging`); a run that
+fails, or is stopped by SIGTERM, SIGINT or SIGHUP, leaves nothing, so an output folder holds the
+outputs of finished runs only. Inputs are only read: an output that would replace an input file
+is refused.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from monai.transforms import LoadImage
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write
+from .errors import UserError
+from .output_staging import StagedOutputs, stop_on_signals
 from .foundation import file_sha256
 from .metrics import DEFAULT_NSD_TOLERANCE_MM, dice_score, false_positive_volume_ml, normalized_surface_dice
 from .pipeline import DiffuGTSPipeline, PipelineOutput
@@ -76,7 +80,7 @@ def _stored(key: str, array: np.ndarray) -> tuple[np.ndarray, Any]:
 
 def parse_save_maps(value: str | Sequence[str] | None) -> tuple[str, ...]:
     """The maps to write: a list of :data:`SAVABLE_MAPS`, or text: ``all``, ``none`` or names
-    separated by commas (as the command line gives it). ``ValueError`` names the valid values."""
+    separated by commas (as the command line gives it). ``UserError`` names the valid values."""
     if value is None:
         return ()
     if isinstance(value, str):
@@ -88,7 +92,7 @@ def parse_save_maps(value: str | Sequence[str] | None) -> tuple[str, ...]:
         items = [str(item).strip() for item in value]
     unknown = [item for item in items if item not in SAVABLE_MAPS]
     if unknown:
-        raise ValueError(f"save_maps: unknown map(s) {', '.join(unknown)}: expected 'all', 'none' or some of {', '.join(SAVABLE_MAPS)}")
+        raise UserError(f"save_maps: unknown map(s) {', '.join(unknown)}: expected 'all', 'none' or some of {', '.join(SAVABLE_MAPS)}")
     return tuple(name for name in SAVABLE_MAPS if name in items)
 
 
@@ -97,7 +101,7 @@ def pipeline_maps(save_maps: str | Sequence[str] | None, evaluate: bool = False)
     evaluating (the "AOVA map alone" row). Unknown names are left for the runner to report."""
     try:
         names = set(parse_save_maps(save_maps))
-    except ValueError:
+    except UserError:
         names = set()
     return tuple(name for name in ("aova_map", "pseudo_healthy") if name in names or (evaluate and name == "aova_map"))
 
@@ -139,52 +143,52 @@ def build_cases(
     modality: str = "CT",
     require_labels: bool = False,
 ) -> list[Case]:
-    """Cases from one image (``input_image``) or a decathlon datalist; ``ValueError`` names the problem.
+    """Cases from one image (``input_image``) or a decathlon datalist; ``UserError`` names the problem.
 
     Datalist entries may carry their own ``prompt``, ``modality`` and ``category``; ``label`` is
     the reference mask (needed for evaluation), or ``"expect_empty": true`` says the prompt names
     something absent (healthy scans, misleading prompts) so the reference is empty.
     """
     if bool(input_image) == bool(datalist):
-        raise ValueError("give either --input_image or --datalist (one of them)")
+        raise UserError("give either --input_image or --datalist (one of them)")
     default_prompts = _prompt_list(prompt)
     default_modality = Modality.parse(modality)
     if input_image:
         path = Path(input_image)
         if not path.is_file():
-            raise ValueError(f"input image not found: {path}")
+            raise UserError(f"input image not found: {path}")
         if not default_prompts:
-            raise ValueError("the prompt is empty: name a finding, e.g. --prompt 'liver tumor'")
+            raise UserError("the prompt is empty: name a finding, e.g. --prompt 'liver tumor'")
         if require_labels:
-            raise ValueError("evaluation needs a --datalist with labels")
+            raise UserError("evaluation needs a --datalist with labels")
         return [Case(_case_name(path), path, default_prompts, default_modality)]
     path = Path(datalist)
     if not path.is_file():
-        raise ValueError(f"datalist not found: {path}")
+        raise UserError(f"datalist not found: {path}")
     try:
         entries = load_decathlon_datalist(str(path), is_segmentation=True, data_list_key=datalist_key)
     except (ValueError, KeyError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read datalist {path} (key '{datalist_key}'): {error}") from None
+        raise UserError(f"cannot read datalist {path} (key '{datalist_key}'): {error}") from None
     cases: list[Case] = []
     for entry in entries:
         image = Path(entry["image"])
         if not image.is_file():
-            raise ValueError(f"image listed in {path} not found: {image}")
+            raise UserError(f"image listed in {path} not found: {image}")
         try:
             prompts = _prompt_list(entry.get("prompt")) or default_prompts
-        except ValueError as error:
-            raise ValueError(f"datalist {path}, entry {image.name}: {error}") from None
+        except UserError as error:
+            raise UserError(f"datalist {path}, entry {image.name}: {error}") from None
         if not prompts:
-            raise ValueError(f"no prompt for {image}: give --prompt or a 'prompt' in the datalist")
+            raise UserError(f"no prompt for {image}: give --prompt or a 'prompt' in the datalist")
         expect_empty = bool(entry.get("expect_empty", False))
         label = Path(entry["label"]) if entry.get("label") and not expect_empty else None
         if require_labels and not expect_empty and (label is None or not label.is_file()):
-            raise ValueError(f"reference label for {image} not found: {label}")
+            raise UserError(f"reference label for {image} not found: {label}")
         modality_value = Modality.parse(entry.get("modality", default_modality))
         name = _unique_name(_case_name(image), prompts[0], {c.name for c in cases})
         cases.append(Case(name, image, prompts, modality_value, label, entry.get("category"), expect_empty))
     if not cases:
-        raise ValueError(f"datalist {path} has no entries under '{datalist_key}'")
+        raise UserError(f"datalist {path} has no entries under '{datalist_key}'")
     return cases
 
 
@@ -282,28 +286,36 @@ class BundleRunner:
         self.save_maps = save_maps
         self._saved: tuple[str, ...] = ()
         self.reports: list[dict[str, Any]] = []
-        self._written: list[Path] = []
-        self._created_output_dir = False
+        self._staged: StagedOutputs | None = None
 
     def run(self) -> list[dict[str, Any]]:
-        self._written = []
+        self._staged = None
         try:
-            return self._run()
-        except ValueError as error:  # user mistakes: one line, no traceback
-            self._remove_written()
+            with stop_on_signals():
+                reports = self._run()
+                self._staged.commit(order=self._commit_order())  # type: ignore[union-attr]
+                logger.info("wrote outputs of %d case(s) to %s", len(reports), self.output_dir)
+                return reports
+        except UserError as error:  # user mistakes: one line, no traceback
+            self._discard()
             logger.error("%s", error)
             raise SystemExit(f"error: {error}") from None
+        except OSError as error:  # a full disk, a folder removed meanwhile: the run's, not a bug
+            self._discard()
+            message = f"cannot write the outputs in {self.output_dir}: {error.strerror or error}"
+            logger.error("%s", message)
+            raise SystemExit(f"error: {message}") from None
         except BaseException:
-            self._remove_written()
+            self._discard()
             raise
 
     def _run(self) -> list[dict[str, Any]]:
         if self.nsd_tolerance_mm <= 0:
-            raise ValueError(f"nsd_tolerance_mm must be > 0, got {self.nsd_tolerance_mm}")
+            raise UserError(f"nsd_tolerance_mm must be > 0, got {self.nsd_tolerance_mm}")
         self._saved = ("mask", *parse_save_maps(self.save_maps))
         cases = self.cases_factory()
-        self._prepare_output_dir()
         self._refuse_overwriting_inputs(cases)
+        self._prepare_output_dir()
         pipeline = self.pipeline_factory()
         for case in cases:  # before any voxel is read: a bad case late in a datalist fails fast
             self._check_header(pipeline, case)
@@ -313,17 +325,21 @@ class BundleRunner:
             self.reports.append(self._run_case(pipeline, loader, case))
         if self.evaluate:
             self._write_metrics()
-        logger.info("wrote outputs of %d case(s) to %s", len(cases), self.output_dir)
         return self.reports
 
+    def _commit_order(self) -> list[str]:
+        # Reports after the images they describe, the metrics last: whoever polls for a report
+        # finds its masks there.
+        reports = [f"{report['case']}_report.json" for report in self.reports]
+        return reports + (["metrics.json", "metrics.md"] if self.evaluate else [])
+
     def _prepare_output_dir(self) -> None:
-        self._created_output_dir = not self.output_dir.exists()
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise UserError(f"cannot create output folder {self.output_dir}: it is a file")
         try:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
+            self._staged = StagedOutputs(self.output_dir)
         except OSError as error:
-            raise ValueError(f"cannot create output folder {self.output_dir}: {error.strerror}") from None
-        if not os.access(self.output_dir, os.W_OK | os.X_OK):
-            raise ValueError(f"output folder is not writable: {self.output_dir}")
+            raise UserError(f"cannot create output folder {self.output_dir}: {error.strerror or error}") from None
 
     def _output_paths(self, case: Case) -> list[Path]:
         stems = [_output_stem(case, prompt) for prompt in case.prompts]
@@ -335,7 +351,7 @@ class BundleRunner:
         extra = [self.output_dir / "metrics.json", self.output_dir / "metrics.md"] if self.evaluate else []
         for path in [p for case in cases for p in self._output_paths(case)] + extra:
             if path.resolve() in inputs:
-                raise ValueError(f"the output {path} would replace the input file of that name: choose another --output_dir")
+                raise UserError(f"the output {path} would replace the input file of that name: choose another --output_dir")
 
     @staticmethod
     def _check_header(pipeline: DiffuGTSPipeline, case: Case) -> None:
@@ -345,45 +361,40 @@ class BundleRunner:
         shape, spacing = geometry
         try:
             if len(shape) != 3:
-                raise ValueError(f"expected a 3D volume, got an image of shape {shape}")
+                raise UserError(f"expected a 3D volume, got an image of shape {shape}")
             pipeline.check_memory(shape, spacing[:3], case.modality, len(case.prompts))
-        except ValueError as error:
-            raise ValueError(f"{case.image}: {error}") from None
+        except UserError as error:
+            raise UserError(f"{case.image}: {error}") from None
 
     def _write(self, path: Path, write: Callable[[str], None]) -> None:
-        atomic_write(path, write)
-        self._written.append(path)
+        atomic_write(self._staged.path(path.name), write)  # type: ignore[union-attr]
 
     def _write_concurrently(self, writes: list[tuple[Path, Callable[[str], None]]]) -> None:
         # gzip compression releases the GIL: on a 512x512x155 volume the four maps took 5.5 s one
-        # after the other. Every file is still written atomically; a failure is raised after all
-        # writes ended, and the files that were written are removed with the rest of the run.
+        # after the other. A failure is raised after all writes ended; the staging folder, with
+        # whatever was written, goes with the rest of the run.
         with ThreadPoolExecutor(max_workers=max(1, min(len(writes), _WRITE_THREADS))) as pool:
-            futures = [(path, pool.submit(atomic_write, path, write)) for path, write in writes]
-        errors = [future.exception() for _, future in futures if future.exception() is not None]
-        self._written.extend(path for path, future in futures if future.exception() is None)
+            futures = [pool.submit(self._write, path, write) for path, write in writes]
+        errors = [future.exception() for future in futures if future.exception() is not None]
         if errors:
             raise errors[0]
 
-    def _remove_written(self) -> None:
-        # A failed run leaves nothing: no one mistakes the outputs of half a datalist for a result.
-        for path in self._written:
-            path.unlink(missing_ok=True)
-        self._written = []
-        if self._created_output_dir:
-            with contextlib.suppress(OSError):  # kept when something else was put there meanwhile
-                self.output_dir.rmdir()
+    def _discard(self) -> None:
+        # A failed or stopped run leaves nothing: no one mistakes half a datalist for a result.
+        if self._staged is not None:
+            self._staged.discard()
+            self._staged = None
 
     def _run_case(self, pipeline: DiffuGTSPipeline, loader: LoadImage, case: Case) -> dict[str, Any]:
         start = time.perf_counter()
         try:
             volume = loader(str(case.image))
         except Exception as error:  # readers raise many types for damaged files
-            raise ValueError(f"cannot read image {case.image}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+            raise UserError(f"cannot read image {case.image}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
         try:
             output = pipeline.segment(volume, modality=case.modality, prompts=list(case.prompts))
-        except ValueError as error:
-            raise ValueError(f"{case.image}: {error}") from None
+        except UserError as error:
+            raise UserError(f"{case.image}: {error}") from None
         report = self._write_case(pipeline, case, output)
         report["stage_seconds"]["total"] = time.perf_counter() - start
         if self.evaluate:
@@ -407,7 +418,7 @@ class BundleRunner:
             for key in self._saved:
                 array = getattr(result, key)
                 if array is None:
-                    raise ValueError(f"the pipeline did not compute the {key} map: add it to its config's maps")
+                    raise UserError(f"the pipeline did not compute the {key} map: add it to its config's maps")
                 path = self.output_dir / f"{stem}{OUTPUT_SUFFIXES[key]}"
                 writes.append((path, _nifti_writer(*_stored(key, array), affine=output.affine)))
                 files[key] = path.name
@@ -445,10 +456,10 @@ class BundleRunner:
         """
         result = output.results[0]
         if result.aova_map is None:
-            raise ValueError("evaluation needs the AOVA map: the pipeline's maps must include 'aova_map'")
+            raise UserError("evaluation needs the AOVA map: the pipeline's maps must include 'aova_map'")
         reference = np.zeros(result.mask.shape, bool) if case.expect_empty else np.asarray(nib.load(str(case.label)).dataobj) > 0
         if reference.shape != result.mask.shape:
-            raise ValueError(f"label {case.label} has shape {reference.shape}, image has {result.mask.shape}")
+            raise UserError(f"label {case.label} has shape {reference.shape}, image has {result.mask.shape}")
         spacing = tuple(float(s) for s in np.linalg.norm(output.affine[:3, :3], axis=0))
         scores = {}
         for method, prediction in (("full", result.mask), ("aova_only", result.aova_map > pipeline.config.coarse_threshold)):

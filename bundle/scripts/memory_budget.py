@@ -17,6 +17,8 @@ from typing import Sequence
 
 import psutil
 
+from .errors import UserError
+
 __all__ = ["GIB", "working_shape", "estimate_bytes", "available_bytes", "check_memory_budget"]
 
 GIB = 1024**3
@@ -97,7 +99,7 @@ def check_memory_budget(
     if need > budget:
         source = "the memory available now" if budget_gb is None else "memory_budget_gb"
         size = "x".join(str(int(n)) for n in shape)
-        raise ValueError(
+        raise UserError(
             f"a {size} volume needs about {need / GIB:.2f} GB for {prompts} prompt(s), more than the memory budget "
             f"of {budget / GIB:.2f} GB ({source}): crop or downsample it, or raise memory_budget_gb"
         )

@@ -35,6 +35,7 @@ from .foundation import (
     modality_class_label,
     spacing_condition,
 )
+from .errors import UserError
 from .heads import DiffuGTSHeads, heads_for_profile, load_heads_weights
 from .inpainting import InpaintingMode
 from .memory_budget import check_memory_budget
@@ -58,6 +59,36 @@ logger = logging.getLogger(__name__)
 OPTIONAL_MAPS = ("aova_map", "pseudo_healthy")
 #: File names of a profile's weights folder (``bundle/models/<profile>/``).
 WEIGHT_FILES = {"vae": "autoencoder.pt", "diffusion": "diffusion_unet.pt", "heads": "diffugts_heads.pt"}
+
+
+def _number(name: str, value: Any, valid: str, ok: Any) -> float:
+    """``value`` as a finite float satisfying ``ok``; ``UserError`` naming the knob otherwise."""
+    try:
+        number = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number) or not ok(number):
+        raise UserError(f"{name} must be a number {valid}, got {value!r}")
+    return number
+
+
+def _integer(name: str, value: Any, valid: str, minimum: int) -> int:
+    number = _number(name, value, valid, lambda v: v == int(v) and v >= minimum)
+    return int(number)
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise UserError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
+
+
+def _triple(name: str, value: Any, valid: str, ok: Any) -> tuple[float, float, float]:
+    """Three numbers each satisfying ``ok`` (a list or tuple, as configs and the command line give it)."""
+    items = list(value) if isinstance(value, (list, tuple)) else None
+    if items is None or len(items) != 3:
+        raise UserError(f"{name} must be {valid}, got {value!r}")
+    return tuple(_number(name, item, f"(each of {valid})", ok) for item in items)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -109,38 +140,44 @@ class PipelineConfig:
     maps: tuple[str, ...] = OPTIONAL_MAPS
 
     def validated(self, profile: FoundationProfile) -> PipelineConfig:
-        """A copy with defaults filled in from ``profile``; ``ValueError`` names the bad knob."""
-        steps = profile.num_inference_steps if self.num_steps is None else int(self.num_steps)
-        patch = tuple(int(p) for p in (self.patch_size or profile.patch_size))
-        coarse_threshold = profile.coarse_threshold if self.coarse_threshold is None else float(self.coarse_threshold)
+        """A copy with defaults filled in from ``profile`` and every knob of its type.
+
+        A value of the wrong type or out of range (``strength "0.8."``, ``working_spacing [0, 0, 0]``,
+        ``working_spacing 3``) is a ``UserError`` naming the knob, its valid range and the value.
+        """
+        steps = _integer("num_steps", profile.num_inference_steps if self.num_steps is None else self.num_steps, ">= 1", 1)
+        strength = _number("strength", self.strength, "in (0, 1]", lambda v: 0.0 < v <= 1.0)
+        coarse_threshold = _number(
+            "coarse_threshold", profile.coarse_threshold if self.coarse_threshold is None else self.coarse_threshold,
+            "in (0, 1)", lambda v: 0.0 < v < 1.0,
+        )
+        patch = _triple("patch_size", self.patch_size or profile.patch_size, f"three multiples of {profile.divisor}",
+                        lambda v: v > 0 and v == int(v) and int(v) % profile.divisor == 0)
+        spacing = None if self.working_spacing is None else _triple(
+            "working_spacing", self.working_spacing, "three voxel sizes in mm, each > 0", lambda v: 0.0 < v < 100.0)
+        budget = None if self.memory_budget_gb is None else _number(
+            "memory_budget_gb", self.memory_budget_gb, "> 0 (or null for the available memory)", lambda v: v > 0)
         checks = [
-            (steps >= 1, f"num_steps must be >= 1, got {steps}"),
-            (0.0 < self.strength <= 1.0, f"strength must lie in (0, 1], got {self.strength}"),
-            (0.0 < coarse_threshold < 1.0, f"coarse_threshold must lie in (0, 1), got {coarse_threshold}"),
-            (self.coarse_dilation >= 0, f"coarse_dilation must be >= 0, got {self.coarse_dilation}"),
-            (0.0 < self.threshold < 1.0, f"threshold must lie in (0, 1), got {self.threshold}"),
-            (self.min_tumor_volume_ml >= 0, f"min_tumor_volume_ml must be >= 0, got {self.min_tumor_volume_ml}"),
-            (0.0 <= self.overlap < 1.0, f"overlap must lie in [0, 1), got {self.overlap}"),
-            (
-                len(patch) == 3 and all(p > 0 and p % profile.divisor == 0 for p in patch),
-                f"patch_size must be three multiples of {profile.divisor}, got {patch}",
-            ),
             (self.scheduler in ("rflow", "ddpm"), f"scheduler must be 'rflow' or 'ddpm', got {self.scheduler!r}"),
+            (self.inpainting in [m.value for m in InpaintingMode], f"inpainting must be 'latent' or 'direct', got {self.inpainting!r}"),
             (
-                set(self.maps) <= set(OPTIONAL_MAPS),
-                f"maps must be a subset of {list(OPTIONAL_MAPS)}, got {list(self.maps)}",
-            ),
-            (
-                self.memory_budget_gb is None or float(self.memory_budget_gb) > 0,
-                f"memory_budget_gb must be > 0 (or null for the available memory), got {self.memory_budget_gb}",
+                not isinstance(self.maps, str) and set(self.maps) <= set(OPTIONAL_MAPS),
+                f"maps must be a subset of {list(OPTIONAL_MAPS)}, got {self.maps!r}",
             ),
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise UserError(message)
         return replace(
-            self, num_steps=steps, patch_size=patch, coarse_threshold=coarse_threshold,
-            inpainting=InpaintingMode(self.inpainting), maps=tuple(self.maps),
+            self, num_steps=steps, strength=strength, coarse_threshold=coarse_threshold,
+            coarse_dilation=_integer("coarse_dilation", self.coarse_dilation, ">= 0", 0),
+            threshold=_number("threshold", self.threshold, "in (0, 1)", lambda v: 0.0 < v < 1.0),
+            confine_to_coarse_mask=_boolean("confine_to_coarse_mask", self.confine_to_coarse_mask),
+            min_tumor_volume_ml=_number("min_tumor_volume_ml", self.min_tumor_volume_ml, ">= 0", lambda v: v >= 0),
+            overlap=_number("overlap", self.overlap, "in [0, 1)", lambda v: 0.0 <= v < 1.0),
+            patch_size=tuple(int(p) for p in patch), working_spacing=spacing,
+            seed=_integer("seed", self.seed, ">= 0", 0), memory_budget_gb=budget,
+            progress=_boolean("progress", self.progress), inpainting=InpaintingMode(self.inpainting), maps=tuple(self.maps),
         )
 
 
@@ -244,7 +281,7 @@ class DiffuGTSPipeline:
         patches are not counted.
         """
         if min(int(n) for n in shape) < 1:
-            raise ValueError(f"the volume has a zero-size dimension: shape {tuple(int(n) for n in shape)}")
+            raise UserError(f"the volume has a zero-size dimension: shape {tuple(int(n) for n in shape)}")
         return check_memory_budget(
             shape,
             spacing,
@@ -286,13 +323,13 @@ class DiffuGTSPipeline:
         modality = Modality.parse(modality)
         prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompt_list:
-            raise ValueError("give at least one prompt, e.g. 'liver tumor'")
+            raise UserError("give at least one prompt, e.g. 'liver tumor'")
         prompt_sets = [self.prompt_builder.build(p) for p in prompt_list]
         with timer("preprocessing"):
             volume = as_volume(image, spacing=spacing, affine=affine)
             self.check_memory(volume.shape[1:], volume.pixdim.tolist(), modality, len(prompt_sets))
             if organ_mask is not None and tuple(np.shape(organ_mask)) != tuple(volume.shape[1:]):
-                raise ValueError(f"organ mask shape {np.shape(organ_mask)} differs from the image {tuple(volume.shape[1:])}")
+                raise UserError(f"organ mask shape {np.shape(organ_mask)} differs from the image {tuple(volume.shape[1:])}")
             window = intensity_window(volume, modality)
             geometry = VolumeGeometry(working_spacing=self.working_spacing(modality), divisor=self.profile.divisor)
             working = geometry(normalize_intensity(volume, window))
@@ -410,6 +447,25 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a torch device: ``None`` or ``auto`` is CUDA when available, else CPU.
+
+    ``UserError`` for a name torch does not know, or a CUDA device this machine does not have
+    (torch would only fail at the first tensor moved there, with a traceback).
+    """
+    if device is None or str(device).strip().lower() == "auto":
+        return default_device()
+    try:
+        resolved = torch.device(str(device).strip().lower())
+    except (RuntimeError, ValueError):
+        raise UserError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
+    if resolved.type == "cuda" and (not torch.cuda.is_available() or (resolved.index or 0) >= torch.cuda.device_count()):
+        raise UserError(f"device {device!r} is not available on this machine (CUDA devices: {torch.cuda.device_count()}); use auto or cpu")
+    if resolved.type not in ("cpu", "cuda"):
+        raise UserError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return resolved
+
+
 def build_pipeline(
     profile: str | FoundationProfile = "mini",
     *,
@@ -439,7 +495,7 @@ def build_pipeline(
         init_seed: seeds the initialisation of networks without weights.
     """
     profile = get_profile(profile)
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     files = {"vae": vae_weights, "diffusion": diffusion_weights, "heads": heads_weights}
     for key, name in WEIGHT_FILES.items():
         if files[key] is None and weights_dir is not None and (Path(weights_dir) / name).is_file():

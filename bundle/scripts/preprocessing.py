@@ -23,6 +23,7 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, DivisiblePad, Orientation, Spacing
 from monai.utils import TraceKeys
 
+from .errors import UserError
 from .resampling import axis_aligned_scales, resample_axis_aligned
 
 __all__ = [
@@ -56,7 +57,7 @@ class Modality(str, Enum):
         try:
             return cls(key)
         except ValueError:
-            raise ValueError(f"unknown modality {value!r}: expected one of CT, MR") from None
+            raise UserError(f"unknown modality {value!r}: expected one of CT, MR") from None
 
 
 @dataclass(frozen=True)
@@ -149,28 +150,28 @@ def as_volume(
     if data.ndim == 4 and data.shape[0] == 1:
         data = data[0]
     if data.ndim != 3:
-        raise ValueError(f"expected a 3D volume, got an array of shape {tuple(data.shape)}")
+        raise UserError(f"expected a 3D volume, got an array of shape {tuple(data.shape)}")
     if min(data.shape) == 0:
-        raise ValueError(f"the volume has a zero-size dimension: shape {tuple(data.shape)}")
+        raise UserError(f"the volume has a zero-size dimension: shape {tuple(data.shape)}")
     # NaN and infinities reach the extremes (aminmax propagates NaN): one reduction, 20x faster
     # than isfinite(data).all() on 40M voxels, which first writes a mask of them all.
     if not all(torch.isfinite(extreme) for extreme in torch.aminmax(data)):
-        raise ValueError("the volume contains NaN or infinite voxel values")
+        raise UserError("the volume contains NaN or infinite voxel values")
     if affine is None:
         if spacing is None:
-            raise ValueError("give the voxel spacing or the affine of the volume")
+            raise UserError("give the voxel spacing or the affine of the volume")
         spacing = _check_spacing(spacing)
         affine = np.diag([*spacing, 1.0])
     affine = torch.as_tensor(np.asarray(affine, dtype=np.float64))
     if affine.shape != (4, 4) or not torch.isfinite(affine).all() or abs(torch.det(affine[:3, :3])) < 1e-9:
-        raise ValueError("the affine must be a finite, invertible 4x4 matrix")
+        raise UserError("the affine must be a finite, invertible 4x4 matrix")
     return MetaTensor(data[None], affine=affine)
 
 
 def _check_spacing(spacing: Sequence[float]) -> tuple[float, float, float]:
     values = tuple(float(s) for s in spacing)
     if len(values) != 3 or not all(np.isfinite(values)) or min(values) <= 0:
-        raise ValueError(f"spacing must be three positive numbers in mm, got {tuple(spacing)}")
+        raise UserError(f"spacing must be three positive numbers in mm, got {tuple(spacing)}")
     return values  # type: ignore[return-value]
 
 

