@@ -23,7 +23,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+import torch
 from scripts import Modality, PipelineConfig
+from scripts.errors import UserError
+from scripts.foundation import PROFILES
 from scripts.text import validate_prompt
 
 __all__ = ["AppConfig", "ENV_APP_CONFIG", "ENV_PROMPTS", "ENV_SERIES_RULES", "MAX_PROMPTS_PER_MODALITY"]
@@ -71,66 +74,71 @@ class AppConfig:
         ``DIFFUGTS_PROMPTS`` and ``DIFFUGTS_SERIES_RULES``.
 
         Raises:
-            ValueError: unreadable file, bad JSON or a knob out of range; the message says which,
+            UserError: unreadable file, bad JSON, a setting of the wrong type or out of range, or
+                a CUDA device this machine lacks; the message says which, with the valid range,
                 and names the file or variable it came from.
         """
         environ = os.environ if environ is None else environ
         path = Path(environ.get(ENV_APP_CONFIG) or default_path)
         data = _read_json_object(path, "application configuration")
-        if path.is_file() and data.get("series_rules"):
+        if path.is_file() and data.get("series_rules") and isinstance(data["series_rules"], str):
             # A relative rules path in a config file is relative to that file.
             data["series_rules"] = str((path.parent / data["series_rules"]).resolve())
         if environ.get(ENV_PROMPTS):
             try:
                 override = json.loads(environ[ENV_PROMPTS])
             except json.JSONDecodeError as error:
-                raise ValueError(f"{ENV_PROMPTS} is not valid JSON ({error.msg}): expected e.g. '{{\"CT\": [\"liver tumor\"]}}'") from None
+                raise UserError(f"{ENV_PROMPTS} is not valid JSON ({error.msg}): expected e.g. '{{\"CT\": [\"liver tumor\"]}}'") from None
             if not isinstance(override, dict):
-                raise ValueError(f"{ENV_PROMPTS} must be a JSON object such as '{{\"CT\": [\"liver tumor\"]}}'")
+                raise UserError(f"{ENV_PROMPTS} must be a JSON object such as '{{\"CT\": [\"liver tumor\"]}}'")
             try:
                 _parse_prompts(override)
             except ValueError as error:
-                raise ValueError(f"{ENV_PROMPTS}: {error}") from None
-            data["prompts"] = {**(data.get("prompts") or {}), **override}
+                raise UserError(f"{ENV_PROMPTS}: {error}") from None
+            if isinstance(data.get("prompts") or {}, dict):  # else from_mapping refuses the file's prompts
+                data["prompts"] = {**(data.get("prompts") or {}), **override}
         if environ.get(ENV_SERIES_RULES):
             if not Path(environ[ENV_SERIES_RULES]).is_file():
-                raise ValueError(f"{ENV_SERIES_RULES}: series rules file {environ[ENV_SERIES_RULES]} does not exist")
+                raise UserError(f"{ENV_SERIES_RULES}: series rules file {environ[ENV_SERIES_RULES]} does not exist")
             data["series_rules"] = environ[ENV_SERIES_RULES]
         try:
             return cls.from_mapping(data)
         except ValueError as error:
-            raise ValueError(f"application configuration file {path}: {error}") from None
+            raise UserError(f"application configuration file {path}: {error}") from None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> AppConfig:
-        """Validate a parsed configuration; ``ValueError`` names the bad key."""
+        """Validate a parsed configuration; ``UserError`` names the bad key, its valid values and the value."""
         unknown = sorted(set(data) - _TOP_LEVEL_KEYS)
         if unknown:
-            raise ValueError(f"unknown configuration key(s) {', '.join(unknown)}: expected {', '.join(sorted(_TOP_LEVEL_KEYS))}")
+            raise UserError(f"unknown configuration key(s) {', '.join(unknown)}: expected {', '.join(sorted(_TOP_LEVEL_KEYS))}")
         prompts = _parse_prompts(data.get("prompts") or {})
-        pipeline = dict(data.get("pipeline") or {})
+        pipeline = data.get("pipeline") or {}
+        if not isinstance(pipeline, dict):
+            raise UserError(f'pipeline must be an object of knobs such as {{"num_steps": 10}}, got {pipeline!r}')
         bad = sorted(set(pipeline) - _PIPELINE_KNOBS)
         if bad:
-            raise ValueError(f"unknown pipeline knob(s) {', '.join(bad)}: expected {', '.join(sorted(_PIPELINE_KNOBS))}")
-        profile = str(data.get("profile") or "auto")
+            raise UserError(f"unknown pipeline knob(s) {', '.join(bad)}: expected {', '.join(sorted(_PIPELINE_KNOBS))}")
+        profile = data.get("profile") or "auto"
         if profile not in ("auto", "mini", "maisi"):
-            raise ValueError(f"profile must be 'auto', 'mini' or 'maisi', got {profile!r}")
-        device = data.get("device")
-        if device not in (None, "cpu", "cuda") and not str(device).startswith("cuda:"):
-            raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or null, got {device!r}")
+            raise UserError(f"profile must be 'auto', 'mini' or 'maisi', got {profile!r}")
+        _check_pipeline(pipeline, profile)
+        device = _check_device(data.get("device"))
         montage_slices = data.get("montage_slices", 12)
-        if not isinstance(montage_slices, int) or not 1 <= montage_slices <= 64:
-            raise ValueError(f"montage_slices must be an integer from 1 to 64, got {montage_slices!r}")
+        if isinstance(montage_slices, bool) or not isinstance(montage_slices, int) or not 1 <= montage_slices <= 64:
+            raise UserError(f"montage_slices must be an integer from 1 to 64, got {montage_slices!r}")
         rules = data.get("series_rules")
+        if rules is not None and not isinstance(rules, str):
+            raise UserError(f"series_rules must be the path of a rules file (text) or null, got {rules!r}")
         if rules is not None and not Path(rules).is_file():
-            raise ValueError(f"series rules file {rules} does not exist")
+            raise UserError(f"series rules file {rules} does not exist")
         allow = data.get("allow_non_dicom_files", False)
         if not isinstance(allow, bool):
-            raise ValueError(f"allow_non_dicom_files must be true or false, got {allow!r}")
+            raise UserError(f"allow_non_dicom_files must be true or false, got {allow!r}")
         return cls(
             prompts=prompts,
             profile=profile,
-            pipeline=pipeline,
+            pipeline=dict(pipeline),
             series_rules=Path(rules) if rules is not None else None,
             allow_non_dicom_files=allow,
             device=device,
@@ -138,11 +146,11 @@ class AppConfig:
         )
 
     def prompts_for(self, modality: Modality | str) -> tuple[str, ...]:
-        """The prompts configured for ``modality``; ``ValueError`` when there are none."""
+        """The prompts configured for ``modality``; ``UserError`` when there are none."""
         modality = Modality.parse(modality)
         prompts = self.prompts.get(modality, ())
         if not prompts:
-            raise ValueError(
+            raise UserError(
                 f"no prompts are configured for {modality.value}: add them to the configuration file or set "
                 f"{ENV_PROMPTS}='{{\"{modality.value}\": [\"...\"]}}'"
             )
@@ -170,37 +178,61 @@ class AppConfig:
         }
 
 
+def _check_pipeline(pipeline: Mapping[str, Any], profile: str) -> None:
+    # The bundle's own checks (type and range of every knob), here where the setting enters, so
+    # that the message names the file; with profile auto the divisor is mini's (16), and maisi's
+    # (32) is checked again when the pipeline is built.
+    try:
+        PipelineConfig(**pipeline).validated(PROFILES["maisi" if profile == "maisi" else "mini"])
+    except ValueError as error:
+        raise UserError(f"pipeline: {error}") from None
+
+
+def _check_device(device: Any) -> str | None:
+    if device is None:
+        return None
+    name = device.strip().lower() if isinstance(device, str) else ""
+    index = name[5:] if name.startswith("cuda:") else "0"
+    if name not in ("cpu", "cuda") and not (name.startswith("cuda:") and index.isdigit()):
+        raise UserError(f"device must be 'cpu', 'cuda', 'cuda:N' or null (CUDA when available), got {device!r}")
+    # Checked now: torch would only fail at the first tensor moved there, with a traceback.
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if name != "cpu" and int(index) >= count:
+        raise UserError(f"device {device!r} is not available on this machine ({count} CUDA device(s)): use 'cpu', or null for CUDA when available")
+    return name
+
+
 def _read_json_object(path: Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ValueError(f"{what} file {path} does not exist") from None
+        raise UserError(f"{what} file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"cannot read {what} file {path}: {error}") from None
+        raise UserError(f"cannot read {what} file {path}: {error}") from None
     except json.JSONDecodeError as error:
-        raise ValueError(f"{what} file {path} is not valid JSON: {error.msg} at line {error.lineno}") from None
+        raise UserError(f"{what} file {path} is not valid JSON: {error.msg} at line {error.lineno}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{what} file {path} must hold a JSON object")
+        raise UserError(f"{what} file {path} must hold a JSON object")
     return data
 
 
 def _parse_prompts(raw: Any) -> dict[Modality, tuple[str, ...]]:
     if not isinstance(raw, dict):
-        raise ValueError('prompts must map a modality to a list of prompts, e.g. {"CT": ["liver tumor"]}')
+        raise UserError('prompts must map a modality to a list of prompts, e.g. {"CT": ["liver tumor"]}')
     prompts: dict[Modality, tuple[str, ...]] = {}
     for key, values in raw.items():
         modality = Modality.parse(key)
         if isinstance(values, str):
             values = [values]
         if not isinstance(values, list) or not all(isinstance(v, str) and v.strip() for v in values):
-            raise ValueError(f"prompts for {modality.value} must be a list of non-empty strings, got {values!r}")
+            raise UserError(f"prompts for {modality.value} must be a list of non-empty strings, got {values!r}")
         if len(values) > MAX_PROMPTS_PER_MODALITY:
-            raise ValueError(f"at most {MAX_PROMPTS_PER_MODALITY} prompts per modality, got {len(values)} for {modality.value}")
+            raise UserError(f"at most {MAX_PROMPTS_PER_MODALITY} prompts per modality, got {len(values)} for {modality.value}")
         try:  # the pipeline's own rules (letters, length), checked before any DICOM is read
             cleaned = tuple(validate_prompt(v) for v in values)
         except ValueError as error:
-            raise ValueError(f"prompts for {modality.value}: {error}") from None
+            raise UserError(f"prompts for {modality.value}: {error}") from None
         if len(set(cleaned)) != len(cleaned):
-            raise ValueError(f"prompts for {modality.value} repeat an entry: {list(cleaned)}")
+            raise UserError(f"prompts for {modality.value} repeat an entry: {list(cleaned)}")
         prompts[modality] = cleaned
     return prompts

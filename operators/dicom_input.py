@@ -16,9 +16,12 @@ from pathlib import Path
 from monai.deploy.core import Fragment
 from monai.deploy.operators import DICOMDataLoaderOperator
 from pydicom import dcmread
+from pydicom.filereader import read_file_meta_info
 from pydicom.misc import is_dicom
+from pydicom.uid import MediaStorageDirectoryStorage
+from scripts.errors import UserError
 
-__all__ = ["DICOMInputLoaderOperator", "list_input_files", "damaged_files"]
+__all__ = ["DICOMInputLoaderOperator", "list_input_files", "damaged_files", "is_dicomdir", "patients_problem"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,37 @@ def _is_dicom(path: Path) -> bool:
         return is_dicom(path)
     except OSError:
         return False
+
+
+def is_dicomdir(path: Path) -> bool:
+    """Whether ``path`` is a DICOMDIR: the index of a media export (CD, USB), not an image."""
+    try:
+        return read_file_meta_info(path).get("MediaStorageSOPClassUID") == MediaStorageDirectoryStorage
+    except Exception:  # a damaged file is reported as such later
+        return False
+
+
+def patients_problem(studies, root: Path) -> str | None:
+    """Why the studies cannot be one patient's input (more than one ``PatientID``), or ``None``.
+
+    The selector takes the largest series of the folder: with a second patient's series beside
+    the first, that may be the other patient's, and the SEG would go to the wrong record.
+    """
+    folders: dict[str, set[str]] = {}
+    for study in studies:
+        for series in study.get_all_series():
+            for instance in series.get_sop_instances():
+                dataset = instance.get_native_sop_instance()
+                patient = str(dataset.get("PatientID", "") or "").strip()
+                folder = str(Path(dataset.filename).parent.relative_to(root))
+                folders.setdefault(patient, set()).add("the folder itself" if folder == "." else folder)
+    if len(folders) < 2:
+        return None
+    shown = "; ".join(
+        f"PatientID {patient!r} in {', '.join(sorted(where)[:3])}" if patient else f"no PatientID in {', '.join(sorted(where)[:3])}"
+        for patient, where in sorted(folders.items())
+    )
+    return f"input folder {root} holds the images of {len(folders)} patients ({shown}): give the folder of one patient"
 
 
 def damaged_files(dicom_files: list[Path], studies) -> list[tuple[Path, str]]:
@@ -87,44 +121,59 @@ class DICOMInputLoaderOperator(DICOMDataLoaderOperator):
         dicom_study_list: list of ``DICOMStudy`` (as the SDK's loader).
 
     Raises:
-        ValueError: at construction when ``input_folder`` is not a folder; at compute when the
-            folder holds no file, no DICOM file, or (unless ``allow_non_dicom_files``) non-DICOM
-            files next to DICOM ones. The message names the folder and up to three files.
+        UserError: at construction when ``input_folder`` is not a folder; at compute when the
+            folder holds no file, no DICOM file, (unless ``allow_non_dicom_files``) non-DICOM
+            files next to DICOM ones, or the images of more than one patient. The message names
+            the folder and up to three files (or each patient's ``PatientID`` and folders).
+
+    A DICOMDIR (the index of a media export) is skipped, with a log line: the images are read
+    from their own files.
     """
 
     def __init__(self, fragment: Fragment, *args, input_folder: Path, allow_non_dicom_files: bool = False, **kwargs) -> None:
         if not Path(input_folder).is_dir():
-            raise ValueError(f"input {input_folder} is not a folder: give the folder holding the DICOM series")
+            raise UserError(f"input {input_folder} is not a folder: give the folder holding the DICOM series")
         self.allow_non_dicom_files = bool(allow_non_dicom_files)
         super().__init__(fragment, *args, input_folder=Path(input_folder), must_load=True, **kwargs)
 
     def load_data_to_studies(self, input_path: Path):
         input_path = Path(input_path)
         dicom_files, other_files = list_input_files(input_path)
+        directories = [path for path in dicom_files if is_dicomdir(path)]
+        if directories:
+            logger.info("skipping %s: a media export's index, the images are read from their own files", _describe(directories, input_path))
+            dicom_files = [path for path in dicom_files if path not in directories]
+            if not dicom_files:
+                raise UserError(f"input folder {input_path} holds only a DICOMDIR ({_describe(directories, input_path)}), no image file: copy the whole export")
         if not dicom_files and not other_files:
-            raise ValueError(f"input folder {input_path} is empty: expected a DICOM series")
+            raise UserError(f"input folder {input_path} is empty: expected a DICOM series")
         if not dicom_files:
-            raise ValueError(f"input folder {input_path} holds no DICOM file ({_describe(other_files, input_path)})")
+            raise UserError(f"input folder {input_path} holds no DICOM file ({_describe(other_files, input_path)})")
         if other_files:
             message = f"input folder {input_path} holds {len(other_files)} non-DICOM file(s) ({_describe(other_files, input_path)})"
             if not self.allow_non_dicom_files:
-                raise ValueError(f"{message}: remove them or set allow_non_dicom_files in the configuration")
+                raise UserError(f"{message}: remove them or set allow_non_dicom_files in the configuration")
             logger.warning("%s: ignored", message)
         logger.info("loading %d DICOM file(s) from %s", len(dicom_files), input_path)
         try:
             studies = self._load_data([str(path) for path in dicom_files])
         except Exception as error:  # pydicom raises many types for damaged files
-            raise ValueError(f"cannot read the DICOM files in {input_path}: {_first_line(error)}") from None
+            raise UserError(f"cannot read the DICOM files in {input_path}: {_first_line(error)}") from None
         damaged = damaged_files(dicom_files, studies)
         if damaged:
             shown = ", ".join(f"{path.relative_to(input_path)} ({reason})" for path, reason in damaged[:3])
             more = f" and {len(damaged) - 3} more" if len(damaged) > 3 else ""
             message = f"input folder {input_path} holds {len(damaged)} damaged DICOM file(s): {shown}{more}"
             if not self.allow_non_dicom_files:
-                raise ValueError(f"{message}; replace them, or set allow_non_dicom_files in the configuration to skip them")
+                raise UserError(f"{message}; replace them, or set allow_non_dicom_files in the configuration to skip them")
             logger.warning("%s: skipped", message)
         if not studies:
-            raise ValueError(f"no DICOM study could be read from {input_path}")
+            raise UserError(f"no DICOM study could be read from {input_path}")
+        problem = patients_problem(studies, input_path)
+        if problem:
+            raise UserError(problem)
+        if len(studies) > 1:  # one patient's prior and current exams: allowed, the selector picks one series
+            logger.warning("input folder %s holds %d studies of one patient: the SEG goes into the study of the selected series", input_path, len(studies))
         return studies
 
 

@@ -24,6 +24,7 @@ from monai.deploy.core.domain.dicom_series_selection import StudySelectedSeries
 from monai.deploy.core.domain.dicom_study import DICOMStudy
 from pydicom import Dataset
 from scripts import Modality, SegmentationResult, build_pipeline
+from scripts.errors import UserError
 from scripts.foundation import PROFILES
 from scripts.pipeline import WEIGHT_FILES
 
@@ -63,20 +64,20 @@ def resolve_weights(model_path: str | os.PathLike | None, *, explicit: bool, pro
             ``maisi``), else ``mini``.
 
     Raises:
-        ValueError: an explicit path that holds no weights, or a file instead of a folder.
+        UserError: an explicit path that holds no weights, or a file instead of a folder.
     """
     path = Path(model_path) if model_path else None
     if path is None or not path.exists():
         if explicit and path is not None:
-            raise ValueError(f"models path {path} does not exist")
+            raise UserError(f"models path {path} does not exist")
         folder, source = EMBEDDED_MODELS, "embedded default"
     else:
         if not path.is_dir():
-            raise ValueError(f"models path {path} is a file: give the folder holding {', '.join(WEIGHT_FILES.values())}")
+            raise UserError(f"models path {path} is a file: give the folder holding {', '.join(WEIGHT_FILES.values())}")
         folder, source = _weights_folder(path), "models path"
         if folder is None:
             if explicit:
-                raise ValueError(f"models path {path} holds none of {', '.join(WEIGHT_FILES.values())} (nor one model sub-folder holding them)")
+                raise UserError(f"models path {path} holds none of {', '.join(WEIGHT_FILES.values())} (nor one model sub-folder holding them)")
             folder, source = EMBEDDED_MODELS, "embedded default"
     if profile == "auto":
         profile = folder.name if folder.name in PROFILES else "mini"
@@ -205,8 +206,8 @@ class DiffuGTSOperator(Operator):
         )
         try:
             output = self.pipeline.segment(slices_to_xyz(volume), affine=affine, modality=modality, prompts=list(prompts))
-        except ValueError as error:  # a bad volume (NaN voxels, too large): name the series and its files
-            raise ValueError(f"series {series.SeriesInstanceUID} in {series_folder(series)}: {error}") from None
+        except UserError as error:  # a bad volume (NaN voxels, too large): name the series and its files
+            raise UserError(f"series {series.SeriesInstanceUID} in {series_folder(series)}: {error}") from None
         for result in output.results:
             logger.info("'%s': %.2f mL segmented", result.prompt.prompt, result.tumor_volume_ml)
         return SegmentationRun(

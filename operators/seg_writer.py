@@ -12,6 +12,11 @@ Each segment carries:
 * the host organ as anatomic region (SNOMED CT, e.g. Liver 10200004) when the prompt names one;
 * the algorithm identification (DiffuGTS, version, weights profile, prompt).
 
+Text is written as DICOM reads it back: a ``\\`` in a prompt (the value delimiter of DICOM
+strings) becomes ``/`` in the segment label, and ``,`` and ``=`` (the separators of the algorithm
+parameters) become ``;`` and ``:`` there. The SEG keeps the source's character set when it can
+encode the prompts, and is written in UTF-8 (``ISO_IR 192``) otherwise.
+
 Every source slice gets one frame per segment (empty frames are kept: viewers such as OHIF
 misplace SEGs with omitted frames), so the SEG references every source instance and its frames
 carry the source slices' positions and orientation.
@@ -26,6 +31,8 @@ from pathlib import Path
 import highdicom as hd
 import numpy as np
 from monai.deploy.core import Fragment, Operator, OperatorSpec
+from pydicom import Dataset
+from pydicom.charset import convert_encodings
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
@@ -33,7 +40,10 @@ from . import __version__
 from .diffugts_operator import SegmentationRun
 from .output_files import atomic_path
 
-__all__ = ["SEG_FILE_NAME", "SEG_SERIES_NUMBER", "DiffuGTSSegWriterOperator", "segment_description", "organ_code", "build_segmentation"]
+__all__ = [
+    "SEG_FILE_NAME", "SEG_SERIES_NUMBER", "DiffuGTSSegWriterOperator", "segment_description", "organ_code",
+    "build_segmentation", "seg_character_set",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +53,38 @@ SEG_SERIES_NUMBER = 9001
 MANUFACTURER = "DiffuGTS-Deploy"
 #: LO values hold at most 64 characters.
 _LO_MAX = 64
+UTF8 = "ISO_IR 192"
+
+
+def _lo(text: str) -> str:
+    """``text`` as one LO value: a backslash would split it into two values."""
+    return text.replace("\\", "/")[:_LO_MAX]
+
+
+def _parameter(text: str) -> str:
+    """``text`` as a value of highdicom's ``key=value,key=value`` algorithm parameters."""
+    return text.replace(",", ";").replace("=", ":")
+
+
+def seg_character_set(source: Dataset, texts: list[str]) -> str | list[str] | None:
+    """The SEG's ``SpecificCharacterSet``: the source's when it encodes ``texts``, else UTF-8.
+
+    Copying the source's (say ``ISO_IR 100``, Latin-1) would turn a prompt's other characters
+    into ``?``; the values copied from the source are text already and encode in UTF-8 too.
+    """
+    declared = source.get("SpecificCharacterSet")
+    if all(text.isascii() for text in texts):
+        return declared
+    values = [declared] if isinstance(declared, str) else list(declared or [])
+    if len(values) == 1 and values[0]:  # one character set (ISO 2022 code extensions: UTF-8)
+        codec = convert_encodings(values)[0]
+        try:
+            for text in texts:
+                text.encode(codec)
+            return declared
+        except (UnicodeError, LookupError):
+            pass
+    return UTF8
 
 
 def organ_code(organ: str | None) -> Code | None:
@@ -64,7 +106,7 @@ def segment_description(number: int, run: SegmentationRun, index: int) -> hd.seg
         version=f"{__version__} {run.profile}"[:_LO_MAX],
         source=MANUFACTURER,
         parameters={
-            "prompt": prompt.prompt,
+            "prompt": _parameter(prompt.prompt),
             "profile": run.profile,
             "num_steps": str(run.pipeline_config.get("num_steps")),
             "seed": str(run.pipeline_config.get("seed")),
@@ -73,7 +115,7 @@ def segment_description(number: int, run: SegmentationRun, index: int) -> hd.seg
     )
     return hd.seg.SegmentDescription(
         segment_number=number,
-        segment_label=prompt.prompt[:_LO_MAX],
+        segment_label=_lo(prompt.prompt),
         segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
         segmented_property_type=finding_type,
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
@@ -86,6 +128,7 @@ def build_segmentation(run: SegmentationRun) -> hd.seg.Segmentation:
     """The SEG dataset of ``run``: frames ``(slice, row, column, segment)`` on the source slices."""
     masks = np.stack([run.mask_slices(i) for i in range(len(run.results))], axis=-1).astype(bool)
     descriptions = [segment_description(i + 1, run, i) for i in range(len(run.results))]
+    texts = [text for d in descriptions for text in (d.SegmentLabel, d.SegmentationAlgorithmIdentificationSequence[0].AlgorithmParameters)]
     return hd.seg.Segmentation(
         source_images=run.source_datasets,
         pixel_array=masks,
@@ -103,6 +146,7 @@ def build_segmentation(run: SegmentationRun) -> hd.seg.Segmentation:
         content_label="DIFFUGTS",
         content_description="Zero-shot text-prompted tumor segmentation",
         omit_empty_frames=False,
+        specific_character_set=seg_character_set(run.source_datasets[0], texts),
     )
 
 

@@ -14,7 +14,7 @@ series that can be segmented as a volume:
 
 The selections are tried in order; the first that any series satisfies wins, and among its series
 the one with the most slices. Exactly one series goes downstream. When none qualifies the operator
-raises ``ValueError`` with one line that says, for each series found, where its files are and
+raises ``UserError`` with one line that says, for each series found, where its files are and
 why it was not used (an unsupported modality such as PT is named as such).
 
 The default rules are in ``default_series_rules.json`` next to this module; a rules file in the
@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import json
 import logging
+import numbers
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,7 +38,9 @@ from monai.deploy.core.domain.dicom_series import DICOMSeries
 from monai.deploy.core.domain.dicom_series_selection import SelectedSeries, StudySelectedSeries
 from monai.deploy.operators import DICOMSeriesSelectorOperator
 from pydicom import Dataset
+from pydicom.pixels import get_decoder
 from pydicom.pixels.utils import get_expected_length
+from scripts.errors import UserError
 
 from .volume_geometry import slice_normal
 
@@ -60,6 +64,7 @@ ORIENTATIONS = ("sagittal", "coronal", "axial")  # dominant axis of the normal: 
 SPACING_TOLERANCE = 0.1
 #: What the pipeline segments (``scripts.Modality``); other modalities are named in the refusal.
 SUPPORTED_MODALITIES = ("CT", "MR")
+_SELECTION_KEYS = ("name", "conditions", "min_slices", "orientation")
 
 
 @dataclass(frozen=True)
@@ -83,36 +88,64 @@ def load_rules(path: str | os.PathLike | None = None) -> tuple[str, list[Selecti
     """Read and validate a rules file (default: the shipped rules); returns its text and rules.
 
     Raises:
-        ValueError: unreadable file, bad JSON, or a selection without conditions or with a bad
-            ``min_slices`` or ``orientation``.
+        UserError: unreadable file, bad JSON, a selection that is not an object, has an unknown
+            key, no conditions, a condition the SDK cannot match (or a bad regular expression),
+            or a bad ``min_slices`` or ``orientation``. The message names the file.
     """
     path = Path(path) if path else DEFAULT_RULES_PATH
     try:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text)
-    except OSError as error:
-        raise ValueError(f"cannot read series rules file {path}: {error.strerror or error}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read series rules file {path}: {getattr(error, 'strerror', None) or error}") from None
     except json.JSONDecodeError as error:
-        raise ValueError(f"series rules file {path} is not valid JSON: {error.msg} at line {error.lineno}") from None
+        raise UserError(f"series rules file {path} is not valid JSON: {error.msg} at line {error.lineno}") from None
     selections = data.get("selections") if isinstance(data, dict) else None
     if not isinstance(selections, list) or not selections:
-        raise ValueError(f'series rules file {path} needs a non-empty "selections" list')
+        raise UserError(f'series rules file {path} needs a non-empty "selections" list')
     rules = []
     for index, selection in enumerate(selections, 1):
+        if not isinstance(selection, dict):
+            raise UserError(
+                f'series rules file {path}: selection {index} must be an object such as {{"name": "CT", "conditions": '
+                f'{{"Modality": "CT"}}, "min_slices": 16}}, got {selection!r}'
+            )
         name = str(selection.get("name") or f"selection {index}")
+        unknown = sorted(set(selection) - set(_SELECTION_KEYS))
+        if unknown:
+            raise UserError(f"series rule '{name}' in {path}: unknown key(s) {', '.join(unknown)}; expected {', '.join(_SELECTION_KEYS)}")
         conditions = selection.get("conditions")
         if not isinstance(conditions, dict) or not conditions:
-            raise ValueError(f"series rule '{name}' in {path} has no conditions")
+            raise UserError(f"series rule '{name}' in {path} has no conditions")
+        for keyword, value in conditions.items():
+            problem = _condition_problem(value)
+            if problem:
+                raise UserError(f"series rule '{name}' in {path}: condition {keyword} {problem}")
         min_slices = selection.get("min_slices", 1)
-        if not isinstance(min_slices, int) or min_slices < 1:
-            raise ValueError(f"series rule '{name}': min_slices must be an integer >= 1, got {min_slices!r}")
+        if isinstance(min_slices, bool) or not isinstance(min_slices, int) or min_slices < 1:
+            raise UserError(f"series rule '{name}' in {path}: min_slices must be an integer >= 1, got {min_slices!r}")
         orientation = selection.get("orientation")
         if orientation is not None:
             orientation = str(orientation).lower()
             if orientation not in ORIENTATIONS:
-                raise ValueError(f"series rule '{name}': orientation must be one of {', '.join(ORIENTATIONS)}, got {selection['orientation']!r}")
+                raise UserError(f"series rule '{name}' in {path}: orientation must be one of {', '.join(ORIENTATIONS)}, got {selection['orientation']!r}")
         rules.append(SelectionRule(name, conditions, min_slices, orientation))
     return text, rules
+
+
+def _condition_problem(value: Any) -> str | None:
+    # What the SDK's matcher accepts: text (a regular expression), a number, a list of those
+    # (ImageType terms, a range, [value, ">"]), or null (ignored). Anything else fails at run time.
+    items = value if isinstance(value, list) else [value]
+    if value is None or all(isinstance(v, (str, numbers.Real)) and not isinstance(v, bool) for v in items):
+        for item in items:
+            if isinstance(item, str):
+                try:
+                    re.compile(item)
+                except re.error as error:
+                    return f"is not a valid regular expression ({error}): {item!r}"
+        return None
+    return f"must be text (a regular expression), a number, or a list of those, got {value!r}"
 
 
 def series_orientation(series: DICOMSeries) -> str:
@@ -156,16 +189,55 @@ def _truncated_pixel_data(ds: Dataset) -> str | None:
 
 def _bad_rescale(ds: Dataset) -> str | None:
     # A non-finite slope or intercept is invalid DICOM; the SDK would cast the NaN it yields into
-    # the integer volume as arbitrary numbers instead of failing.
+    # the integer volume as arbitrary numbers instead of failing. A zero slope makes every voxel
+    # the intercept: a constant image, on which any mask would be meaningless.
     for keyword in ("RescaleSlope", "RescaleIntercept"):
         if keyword in ds:
             try:
-                finite = np.isfinite(float(ds.data_element(keyword).value))
+                value = float(ds.data_element(keyword).value)
             except (TypeError, ValueError):
-                finite = False
-            if not finite:
+                value = float("nan")
+            if not np.isfinite(value):
                 return f"{keyword} of {_file_name(ds)} is not a finite number ({ds.data_element(keyword).value!r})"
+            if keyword == "RescaleSlope" and value == 0:
+                return f"RescaleSlope of {_file_name(ds)} is 0: every voxel would have the same value"
     return None
+
+
+def _bad_spacing(ds: Dataset) -> str | None:
+    # The affine and the SEG's pixel measures are taken from these: a negative or zero spacing
+    # would mirror or collapse the grid, and be copied into the SEG.
+    try:
+        spacing = [float(v) for v in ds.PixelSpacing]
+    except (TypeError, ValueError):
+        spacing = []
+    if len(spacing) != 2 or not all(np.isfinite(v) and v > 0 for v in spacing):
+        return f"PixelSpacing of {_file_name(ds)} must be two positive numbers (mm), got {ds.PixelSpacing!r}"
+    thickness = ds.get("SliceThickness")
+    if thickness not in (None, ""):
+        try:
+            value = float(thickness)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not (np.isfinite(value) and value > 0):
+            return f"SliceThickness of {_file_name(ds)} must be a positive number (mm), got {thickness!r}"
+    return None
+
+
+def _undecodable(ds: Dataset) -> str | None:
+    # Compressed pixel data needs a decoder plugin (pylibjpeg and its libjpeg, openjpeg and rle
+    # plugins are pinned); without one the SDK's volume step fails with a traceback.
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or (syntax.is_transfer_syntax and not syntax.is_encapsulated):
+        return None
+    try:
+        available = get_decoder(syntax).is_available
+    except (NotImplementedError, ValueError):
+        available = False
+    if available:
+        return None
+    what = f"transfer syntax {syntax.name} ({syntax})" if syntax.name != syntax else f"unknown transfer syntax {syntax}"
+    return f"pixel data of {_file_name(ds)} is stored in {what}, which no installed decoder reads: send the series uncompressed"
 
 
 def reconstruction_problem(series: DICOMSeries) -> str | None:
@@ -187,13 +259,27 @@ def reconstruction_problem(series: DICOMSeries) -> str | None:
         if lacking:
             return f"{keyword} missing ({_file_name(lacking[0])})"
     for ds in datasets:
-        problem = _truncated_pixel_data(ds) or _bad_rescale(ds)
+        problem = _undecodable(ds) or _truncated_pixel_data(ds) or _bad_rescale(ds) or _bad_spacing(ds)
         if problem:
             return problem
+    # The SEG references each source instance by its UID: two slices with one UID would make
+    # that reference ambiguous (one of them is a copy under another position, or damaged).
+    first_with_uid: dict[str, Dataset] = {}
+    for ds in datasets:
+        other = first_with_uid.setdefault(str(ds.SOPInstanceUID), ds)
+        if other is not ds:
+            return f"{_file_name(other)} and {_file_name(ds)} have the same SOPInstanceUID {ds.SOPInstanceUID} at different positions: each slice needs its own"
     sizes = [(int(ds.Rows), int(ds.Columns)) for ds in datasets]
     if len(set(sizes)) > 1:
         odd = next(ds for ds, size in zip(datasets, sizes) if size != sizes[0])
         return f"slices of different sizes ({_file_name(datasets[0])} {sizes[0][0]}x{sizes[0][1]}, {_file_name(odd)} {odd.Rows}x{odd.Columns})"
+    # The grid is built from the first slice's spacing: another slice's would be misplaced.
+    spacings = np.asarray([[float(v) for v in ds.PixelSpacing] for ds in datasets])
+    spread = np.abs(spacings / spacings[0] - 1).max(axis=1)
+    if spread.max() > 1e-3:
+        odd = datasets[int(np.argmax(spread))]
+        first, other = ("\\".join(str(v) for v in ds.PixelSpacing) for ds in (datasets[0], odd))
+        return f"slices of different pixel spacings ({_file_name(datasets[0])} {first} mm, {_file_name(odd)} {other} mm)"
     orientations = np.asarray([[float(v) for v in ds.ImageOrientationPatient] for ds in datasets])
     deviation = np.abs(orientations - orientations[0]).max(axis=1)
     if deviation.max() > 1e-3:
@@ -240,7 +326,7 @@ class ClinicalSeriesSelectorOperator(DICOMSeriesSelectorOperator):
         rules_file: a rules file; ``None`` for the shipped default rules.
 
     Raises:
-        ValueError: at construction for a bad rules file; at compute when no series qualifies.
+        UserError: at construction for a bad rules file; at compute when no series qualifies.
     """
 
     def __init__(self, fragment: Fragment, *args, rules_file: str | os.PathLike | None = None, **kwargs) -> None:
@@ -252,7 +338,7 @@ class ClinicalSeriesSelectorOperator(DICOMSeriesSelectorOperator):
         studies = list(dicom_study_list or [])
         all_series = [(study, series) for study in studies for series in study.get_all_series()]
         if not all_series:
-            raise ValueError("the input holds no DICOM series")
+            raise UserError("the input holds no DICOM series")
         problems = {id(series): reconstruction_problem(series) for _, series in all_series}
         reasons: dict[int, str] = {}
         for rule in self.rules:
@@ -280,13 +366,13 @@ class ClinicalSeriesSelectorOperator(DICOMSeriesSelectorOperator):
             f"{reasons.get(id(series)) or modality_problem(series) or problems[id(series)] or 'matches no selection rule'}"
             for _, series in all_series
         )
-        raise ValueError(f"no usable series in the input ({len(all_series)} found; rules: {self.rules_source}): {details}")
+        raise UserError(f"no usable series in the input ({len(all_series)} found; rules: {self.rules_source}): {details}")
 
     def _matching(self, rule: SelectionRule, study) -> list[DICOMSeries]:
         try:
             return self._select_series(rule.conditions, study, all_matched=True)
         except (NotImplementedError, AttributeError, TypeError, ValueError, IndexError) as error:
-            raise ValueError(f"series rule '{rule.name}' cannot be applied: {error}") from None
+            raise UserError(f"series rule '{rule.name}' cannot be applied: {error}") from None
 
     @staticmethod
     def _extension_problem(rule: SelectionRule, series: DICOMSeries) -> str | None:

@@ -76,6 +76,12 @@ def test_bad_prompt_overrides_are_refused(config_file, environ, message):
         ({"montage_slices": 0}, "montage_slices must be an integer from 1 to 64"),
         ({"allow_non_dicom_files": "yes"}, "allow_non_dicom_files must be true or false"),
         ({"prompts": {"CT": [f"finding {i}" for i in range(17)]}}, "at most 16 prompts"),
+        ({"pipeline": {"working_spacing": 3}}, "working_spacing must be three voxel sizes in mm"),
+        ({"pipeline": {"seed": -1}}, "seed must be a number >= 0"),
+        ({"pipeline": [1]}, "pipeline must be an object"),
+        ({"device": "cuda:x"}, "device must be"),
+        ({"device": "cuda:99"}, "device 'cuda:99' is not available on this machine"),
+        ({"series_rules": 5}, "series_rules must be the path of a rules file"),
     ],
 )
 def test_bad_configuration_is_refused_naming_the_key(data, message):

@@ -1,5 +1,6 @@
 import json
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pydicom
@@ -97,6 +98,24 @@ def test_reconstruction_problems_are_named(fragment, tmp_path, phantom_ct):
     assert reconstruction_problem(series) == f"slices of different orientations ({path.name})"
 
 
+def test_compressed_pixel_data_without_a_decoder_names_the_transfer_syntax(fragment, tmp_path, monkeypatch):
+    from operators import series_rules
+    from operators.dicom_input import DICOMInputLoaderOperator
+
+    for path in _write(tmp_path, seed=11, slices=20):
+        dataset = pydicom.dcmread(path)
+        dataset.compress(pydicom.uid.RLELossless)
+        dataset.save_as(path)
+    series = DICOMInputLoaderOperator(fragment, input_folder=tmp_path, name="rle_loader").load_data_to_studies(tmp_path)[0].get_all_series()[0]
+    assert reconstruction_problem(series) is None  # the pinned decoders read it
+    # As on a machine without pylibjpeg: one line naming the syntax, not the SDK's traceback.
+    monkeypatch.setattr(series_rules, "get_decoder", lambda uid: SimpleNamespace(is_available=False))
+    assert reconstruction_problem(series) == (
+        "pixel data of CT000001.dcm is stored in transfer syntax RLE Lossless (1.2.840.10008.1.2.5), "
+        "which no installed decoder reads: send the series uncompressed"
+    )
+
+
 def test_custom_rules_file_replaces_the_defaults(fragment, phantom_ct, tmp_path):
     rules = {"selections": [{"name": "arterial only", "conditions": {"Modality": "CT", "SeriesDescription": "(?i)arterial"}}]}
     path = tmp_path / "rules.json"
@@ -116,6 +135,10 @@ def test_custom_rules_file_replaces_the_defaults(fragment, phantom_ct, tmp_path)
         ('{"selections": [{"name": "x"}]}', "has no conditions"),
         ('{"selections": [{"name": "x", "conditions": {"Modality": "CT"}, "min_slices": 0}]}', "min_slices must be an integer >= 1"),
         ('{"selections": [{"name": "x", "conditions": {"Modality": "CT"}, "orientation": "oblique"}]}', "orientation must be one of"),
+        ('{"selections": ["CT"]}', "selection 1 must be an object"),
+        ('{"selections": [{"name": "x", "conditions": {"Modality": "CT"}, "min_slice": 3}]}', r"unknown key\(s\) min_slice"),
+        ('{"selections": [{"name": "x", "conditions": {"Modality": {"is": "CT"}}}]}', "condition Modality must be text"),
+        ('{"selections": [{"name": "x", "conditions": {"Modality": "[CT"}}]}', "not a valid regular expression"),
     ],
 )
 def test_bad_rules_file_is_refused(fragment, tmp_path, content, message):

@@ -9,7 +9,9 @@ file, folder or variable at fault (``Invocation.names``).
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,6 +21,8 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import torch
+from pydicom.encaps import encapsulate
+from pydicom.fileset import FileSet
 
 from runners import Invocation
 from tools.demo import write_ct_series
@@ -476,6 +480,281 @@ def oblique_affine(src, tmp):
     return _bundle(tmp, path, check=_mask_on_input_grid(path, "oblique"))
 
 
+# -- round 2: DICOM input --------------------------------------------------------------------
+
+
+def _config_with(src: Sources, tmp: Path, **settings) -> Path:
+    """The fast configuration with top-level ``settings`` (``pipeline`` merged into its knobs)."""
+    data = json.loads(src.app_config.read_text())
+    data["pipeline"] = {**data["pipeline"], **settings.pop("pipeline", {})}
+    config = tmp / "config.json"
+    config.write_text(json.dumps({**data, **settings}))
+    return config
+
+
+def _app_with_config(src, tmp, config: Path, names=()):
+    return _app(src, tmp, src.series, env={"DIFFUGTS_APP_CONFIG": str(config)}, inputs=[config], names=[str(config), *names])
+
+
+def _longer_series(src: Sources, folder: Path, *, seed: int, patient_id: str = "DIFFUGTS-PHANTOM") -> list[Path]:
+    """30 slices (the source has 24): the larger series, which the selector prefers."""
+    image = np.concatenate([src.image, src.image[:, :, :6]], axis=2)
+    return write_ct_series(image, src.affine, folder, seed=seed, patient_id=patient_id, series_description="other")
+
+
+def two_patients(src, tmp, runner="app"):
+    # Another patient's larger series in a sub-folder (a wrong drag and drop): it would win.
+    folder = _copy_series(src, tmp)
+    _longer_series(src, folder / "other", seed=21, patient_id="OTHER-PATIENT")
+    return _app(src, tmp, folder, runner=runner, names=["'DIFFUGTS-PHANTOM'", "'OTHER-PATIENT'", "in other", str(folder)])
+
+
+def series_without_patient_id(src, tmp):
+    # An anonymiser that blanked PatientID in one series: it cannot be told to be the same patient.
+    folder = _copy_series(src, tmp)
+    _longer_series(src, folder / "anonymous", seed=22, patient_id="")
+    return _app(src, tmp, folder, names=["'DIFFUGTS-PHANTOM'", "no PatientID in anonymous"])
+
+
+def two_studies_of_one_patient(src, tmp):
+    # A prior and a current exam of one patient: allowed; the SEG goes into the selected series' study.
+    folder = _copy_series(src, tmp)
+    other = _longer_series(src, folder / "prior", seed=23)
+
+    def check(output: Path) -> None:
+        seg, chosen = pydicom.dcmread(output / "diffugts_seg.dcm"), pydicom.dcmread(other[0])
+        assert seg.StudyInstanceUID == chosen.StudyInstanceUID != pydicom.dcmread(folder / "CT000001.dcm").StudyInstanceUID
+        assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == chosen.SeriesInstanceUID
+        assert int(seg.NumberOfFrames) == 30
+
+    return _app(src, tmp, folder, check=check)
+
+
+def shared_sop_instance_uid(src, tmp):
+    folder = _copy_series(src, tmp)
+    uid = pydicom.dcmread(folder / "CT000007.dcm").SOPInstanceUID
+
+    def share(dataset, index):
+        if index == 7:
+            dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = uid
+
+    _edit_slices(folder, share)
+    return _app(src, tmp, folder, names=["CT000007.dcm", "CT000008.dcm", uid])
+
+
+def identical_copy_of_a_slice(src, tmp):
+    # The same file twice (same UID, same position): one instance, referenced once.
+    folder = _copy_series(src, tmp)
+    shutil.copy(folder / "CT000007.dcm", folder / "CT000007 (copy).dcm")
+
+    def check(output: Path) -> None:
+        seg = pydicom.dcmread(output / "diffugts_seg.dcm")
+        uids = [item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence]
+        assert len(uids) == len(set(uids)) == 24 == int(seg.NumberOfFrames)
+
+    return _app(src, tmp, folder, check=check)
+
+
+def _edited(src, tmp, index: int | None, **values):
+    """A copy of the series with ``values`` set on slice ``index`` (every slice when ``None``)."""
+    folder = _copy_series(src, tmp)
+
+    def edit(dataset, i):
+        if index is None or i == index:
+            for keyword, value in values.items():
+                setattr(dataset, keyword, value)
+
+    _edit_slices(folder, edit)
+    return folder
+
+
+def zero_rescale_slope(src, tmp):
+    folder = _edited(src, tmp, 8, RescaleSlope="0")
+    return _app(src, tmp, folder, names=["CT000009.dcm", str(folder)])
+
+
+def negative_pixel_spacing(src, tmp):
+    folder = _edited(src, tmp, None, PixelSpacing=["-0.9", "0.9"])
+    return _app(src, tmp, folder, names=["CT000001.dcm", str(folder)])
+
+
+def zero_pixel_spacing(src, tmp):
+    folder = _edited(src, tmp, None, PixelSpacing=["0", "0"])
+    return _app(src, tmp, folder, names=["CT000001.dcm"])
+
+
+def one_value_pixel_spacing(src, tmp):
+    folder = _edited(src, tmp, 4, PixelSpacing="0.9")
+    return _app(src, tmp, folder, names=["CT000005.dcm"])
+
+
+def pixel_spacing_differs(src, tmp):
+    spacing = [float(v) for v in pydicom.dcmread(src.series / "CT000001.dcm").PixelSpacing]
+    folder = _edited(src, tmp, 4, PixelSpacing=[f"{1.5 * spacing[0]:.6f}", f"{1.5 * spacing[1]:.6f}"])
+    return _app(src, tmp, folder, names=["CT000001.dcm", "CT000005.dcm"])
+
+
+def negative_slice_thickness(src, tmp):
+    folder = _edited(src, tmp, None, SliceThickness="-2")
+    return _app(src, tmp, folder, names=["CT000001.dcm"])
+
+
+def _seg_texts(labels: list[str], charset: str, patient_name: str | None = None) -> Callable[[Path], None]:
+    """The SEG read back (pydicom and highdicom) holds ``labels`` whole, in ``charset``."""
+
+    def check(output: Path) -> None:
+        raw = pydicom.dcmread(output / "diffugts_seg.dcm")
+        assert raw.SpecificCharacterSet == charset
+        assert [item.SegmentLabel for item in raw.SegmentSequence] == labels  # one value each, no '?'
+        seg = _seg_of(output)
+        for number, label in enumerate(labels, 1):
+            description = seg.get_segment_description(number)
+            assert description.segment_label == label
+            assert description.algorithm_identification.parameters["profile"] == "mini"  # highdicom parses them
+        if patient_name is not None:
+            assert str(raw.PatientName) == patient_name
+
+    return check
+
+
+def _prompts_env(*prompts: str) -> dict[str, str]:
+    return {"DIFFUGTS_PROMPTS": json.dumps({"CT": list(prompts)})}
+
+
+def prompt_with_dicom_delimiters(src, tmp):
+    # '\' separates DICOM values; ',' and '=' separate highdicom's algorithm parameters.
+    env = _prompts_env("liver\\kidney tumor, segment=4")
+    return _app(src, tmp, src.series, env=env, check=_seg_texts(["liver/kidney tumor, segment=4"], "ISO_IR 100"))
+
+
+def prompts_outside_latin_1(src, tmp):
+    # A Latin-1 source (ISO_IR 100, a German patient name) and prompts Latin-1 cannot hold.
+    folder = _edited(src, tmp, None, PatientName="Müller^Jürgen")
+    prompts = ["guz wątroby", "liver tumor (肝臓腫瘍)"]
+    return _app(src, tmp, folder, env=_prompts_env(*prompts), check=_seg_texts(prompts, "ISO_IR 192", "Müller^Jürgen"))
+
+
+def latin_1_prompt(src, tmp):
+    # What the source's character set holds stays in it.
+    return _app(src, tmp, src.series, env=_prompts_env("tumeur hépatique"), check=_seg_texts(["tumeur hépatique"], "ISO_IR 100"))
+
+
+def _media_export(src, tmp) -> Path:
+    """The series as a media export: DICOMDIR and PT*/ST*/SE*/IM* files (pydicom's FileSet)."""
+    folder = tmp / "input"
+    file_set = FileSet()
+    for path in sorted(src.series.glob("*.dcm")):
+        file_set.add(pydicom.dcmread(path))
+    file_set.write(folder)
+    return folder
+
+
+def dicomdir_beside_the_files(src, tmp):
+    folder = _media_export(src, tmp)
+    assert (folder / "DICOMDIR").is_file()
+    return _app(src, tmp, folder, check=_seg_frames(24))
+
+
+def dicomdir_alone(src, tmp):
+    folder = _media_export(src, tmp)
+    for child in folder.iterdir():
+        if child.is_dir():
+            shutil.rmtree(child)
+    return _app(src, tmp, folder, names=["DICOMDIR", str(folder)])
+
+
+def non_latin_prompt_app(src, tmp):
+    return _app(src, tmp, src.series, env=_prompts_env("肝臓腫瘍"), names=["DIFFUGTS_PROMPTS", "肝臓腫瘍"])
+
+
+def non_latin_prompt(src, tmp, runner="bundle", prompt="肝臓腫瘍"):
+    return _bundle(tmp, _ct_nifti(src, tmp), runner=runner, prompt=prompt, names=["prompt", prompt])
+
+
+def working_spacing_a_number(src, tmp):
+    return _app_with_config(src, tmp, _config_with(src, tmp, pipeline={"working_spacing": 3}), names=["working_spacing"])
+
+
+def strength_as_text(src, tmp):
+    return _app_with_config(src, tmp, _config_with(src, tmp, pipeline={"strength": "high"}), names=["strength", "'high'"])
+
+
+def pipeline_not_an_object(src, tmp):
+    config = tmp / "config.json"
+    config.write_text(json.dumps({"prompts": {"CT": ["liver tumor"]}, "pipeline": ["num_steps", 1]}))
+    return _app_with_config(src, tmp, config, names=["pipeline"])
+
+
+def cuda_without_a_gpu(src, tmp):
+    # A device this machine lacks: "cuda" here; on a machine with N GPUs, "cuda:N".
+    device = f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "cuda"
+    return _app_with_config(src, tmp, _config_with(src, tmp, device=device), names=[repr(device)])
+
+
+def _rules_file(tmp: Path, selections) -> Path:
+    rules = tmp / "rules.json"
+    rules.write_text(json.dumps({"selections": selections}))
+    return rules
+
+
+def _app_with_rules(src, tmp, rules: Path, names=()):
+    return _app(src, tmp, src.series, env={"DIFFUGTS_SERIES_RULES": str(rules)}, inputs=[rules], names=[str(rules), *names])
+
+
+def rules_selections_are_strings(src, tmp):
+    return _app_with_rules(src, tmp, _rules_file(tmp, ["CT", "MR"]), names=["selection 1", "'CT'"])
+
+
+def rules_bad_regular_expression(src, tmp):
+    rules = _rules_file(tmp, [{"name": "CT", "conditions": {"Modality": "(CT"}}])
+    return _app_with_rules(src, tmp, rules, names=["Modality", "'(CT'"])
+
+
+def rules_min_slices_true(src, tmp):
+    rules = _rules_file(tmp, [{"name": "CT", "conditions": {"Modality": "CT"}, "min_slices": True}])
+    return _app_with_rules(src, tmp, rules, names=["'CT'"])
+
+
+def _transcoded(src, tmp, command: list[str]) -> Path:
+    """The series with every slice transcoded by a DCMTK tool (installed by tools/setup.sh)."""
+    assert shutil.which(command[0]), f"{command[0]} is missing: install dcmtk (bash tools/setup.sh)"
+    folder = tmp / "input"
+    folder.mkdir()
+    for path in sorted(src.series.glob("*.dcm")):
+        subprocess.run([*command, str(path), str(folder / path.name)], check=True, capture_output=True)
+    return folder
+
+
+def _seg_on_transfer_syntax(folder: Path, syntax: str) -> Callable[[Path], None]:
+    def check(output: Path) -> None:
+        assert pydicom.dcmread(folder / "CT000001.dcm").file_meta.TransferSyntaxUID == syntax
+        _seg_references(folder / "CT000001.dcm", 24)(output)
+
+    return check
+
+
+def jpeg_lossless(src, tmp):
+    folder = _transcoded(src, tmp, ["dcmcjpeg", "--encode-lossless-sv1"])
+    return _app(src, tmp, folder, check=_seg_on_transfer_syntax(folder, pydicom.uid.JPEGLosslessSV1))
+
+
+def rle_lossless(src, tmp):
+    folder = _transcoded(src, tmp, ["dcmcrle"])
+    return _app(src, tmp, folder, check=_seg_on_transfer_syntax(folder, pydicom.uid.RLELossless))
+
+
+def undecodable_transfer_syntax(src, tmp):
+    # Pixel data under a transfer syntax no installed decoder reads (MPEG-2, a video syntax).
+    folder = _copy_series(src, tmp)
+    path = folder / "CT000005.dcm"
+    dataset = pydicom.dcmread(path)
+    dataset.PixelData = encapsulate([dataset.PixelData])
+    dataset["PixelData"].VR = "OB"
+    dataset.file_meta.TransferSyntaxUID = pydicom.uid.MPEG2MPML
+    dataset.save_as(path)
+    return _app(src, tmp, folder, names=["CT000005.dcm", "MPEG2", pydicom.uid.MPEG2MPML])
+
+
 BAD_INPUTS: list[BadInput] = [
     # The application (DICOM series in, DICOM SEG out).
     BadInput("app-empty-folder", empty_folder, "is empty"),
@@ -529,4 +808,36 @@ BAD_INPUTS: list[BadInput] = [
     BadInput("bundle-cli-bad-case-late-in-a-datalist", lambda s, t: bad_case_late_in_a_datalist(s, t, runner="bundle-cli"), "NaN or infinite"),
     BadInput("bundle-output-would-replace-an-input", output_would_replace_an_input, "would replace the input file"),
     BadInput("bundle-oblique-affine", oblique_affine, OK),
+    # Round 2: DICOM input (patients, instance UIDs, rescale and spacing, SEG text, DICOMDIR,
+    # non-Latin prompts, settings of the wrong type, compressed pixel data).
+    BadInput("app-two-patients", two_patients, "holds the images of 2 patients"),
+    BadInput("app-cli-two-patients", lambda s, t: two_patients(s, t, runner="app-cli"), "holds the images of 2 patients"),
+    BadInput("app-series-without-patient-id", series_without_patient_id, "holds the images of 2 patients"),
+    BadInput("app-two-studies-of-one-patient", two_studies_of_one_patient, OK),
+    BadInput("app-shared-sop-instance-uid", shared_sop_instance_uid, "have the same SOPInstanceUID"),
+    BadInput("app-identical-copy-of-a-slice", identical_copy_of_a_slice, OK),
+    BadInput("app-zero-rescale-slope", zero_rescale_slope, "RescaleSlope of CT000009.dcm is 0"),
+    BadInput("app-negative-pixel-spacing", negative_pixel_spacing, "PixelSpacing of CT000001.dcm must be two positive numbers"),
+    BadInput("app-zero-pixel-spacing", zero_pixel_spacing, "must be two positive numbers"),
+    BadInput("app-one-value-pixel-spacing", one_value_pixel_spacing, "must be two positive numbers"),
+    BadInput("app-pixel-spacing-differs", pixel_spacing_differs, "slices of different pixel spacings"),
+    BadInput("app-negative-slice-thickness", negative_slice_thickness, "SliceThickness of CT000001.dcm must be a positive number"),
+    BadInput("app-prompt-with-dicom-delimiters", prompt_with_dicom_delimiters, OK),
+    BadInput("app-prompts-outside-latin-1", prompts_outside_latin_1, OK),
+    BadInput("app-latin-1-prompt", latin_1_prompt, OK),
+    BadInput("app-dicomdir-beside-the-files", dicomdir_beside_the_files, OK),
+    BadInput("app-dicomdir-alone", dicomdir_alone, "holds only a DICOMDIR"),
+    BadInput("app-non-latin-prompt", non_latin_prompt_app, "has no Latin letters: only English prompts are supported"),
+    BadInput("bundle-non-latin-prompt", non_latin_prompt, "has no Latin letters: only English prompts are supported"),
+    BadInput("bundle-cli-cyrillic-prompt", lambda s, t: non_latin_prompt(s, t, "bundle-cli", "опухоль печени"), "has no Latin letters"),
+    BadInput("app-config-working-spacing-a-number", working_spacing_a_number, "working_spacing must be three voxel sizes"),
+    BadInput("app-config-strength-as-text", strength_as_text, "strength must be a number in (0, 1]"),
+    BadInput("app-config-pipeline-not-an-object", pipeline_not_an_object, "pipeline must be an object"),
+    BadInput("app-config-cuda-without-a-gpu", cuda_without_a_gpu, "is not available on this machine"),
+    BadInput("app-rules-selections-are-strings", rules_selections_are_strings, "must be an object"),
+    BadInput("app-rules-bad-regular-expression", rules_bad_regular_expression, "is not a valid regular expression"),
+    BadInput("app-rules-min-slices-true", rules_min_slices_true, "min_slices must be an integer >= 1"),
+    BadInput("app-jpeg-lossless", jpeg_lossless, OK),
+    BadInput("app-rle-lossless", rle_lossless, OK),
+    BadInput("app-undecodable-transfer-syntax", undecodable_transfer_syntax, "which no installed decoder reads"),
 ]
