@@ -36,9 +36,10 @@ from operators import (
     __version__,
     resolve_weights,
 )
-from operators.output_files import prepare_output_folder
 from operators.report_operator import MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME
 from operators.seg_writer import SEG_FILE_NAME
+from scripts.errors import UserError
+from scripts.output_staging import StagedOutputs, Stopped, stop_on_signals
 
 __all__ = ["DiffuGTSApp", "CONFIG_PATH", "main"]
 
@@ -60,10 +61,16 @@ class DiffuGTSApp(Application):
         # highdicom logs every module it copies into the SEG at INFO: keep its warnings only.
         logging.getLogger("highdicom").setLevel(logging.WARNING)
         input_folder = Path(context.input_path).absolute()
-        output_folder = Path(context.output_path).absolute()
-        if output_folder == input_folder or input_folder in output_folder.parents:
-            raise ValueError(f"the output folder {output_folder} must not be inside the input folder {input_folder}")
-        self.output_folder = prepare_output_folder(output_folder)
+        self.output_folder = Path(context.output_path).absolute()
+        # Resolved: a symlink to the input folder, or a ".." path into it, is the input folder.
+        real_input, real_output = input_folder.resolve(), self.output_folder.resolve()
+        if real_output == real_input or real_input in real_output.parents:
+            raise UserError(f"the output folder {self.output_folder} must not be inside the input folder {input_folder}")
+        try:
+            self.staged = StagedOutputs(self.output_folder)
+        except OSError as error:
+            raise UserError(f"cannot write in the output folder {self.output_folder}: {error.strerror or error}") from None
+        output_folder = self.staged.folder  # every operator writes here; main() commits it
         config = AppConfig.load(CONFIG_PATH)
         explicit_models = bool(context.args.get("model")) or "HOLOSCAN_MODEL_PATH" in os.environ
         weights = resolve_weights(context.model_path, explicit=explicit_models, profile=config.profile)
@@ -91,28 +98,26 @@ def _app_context(argv: Sequence[str]):
     """The SDK's argument parsing, with a mistake in the arguments turned into one line.
 
     The SDK's parser prints a usage block and exits for a bad ``-i``/``-o``/``-m``, and raises
-    ``OSError`` when it cannot create the output folder; both become a ``ValueError``.
+    ``OSError`` when it cannot create the output folder; both become a ``UserError``. It checks
+    that the output folder exists and then creates it, so a second run starting at the same moment
+    meets "File exists": the folder is there, which is all that was asked, and parsing is repeated.
     """
     messages = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(messages):
-            return Application.init_app_context(argv)
-    except SystemExit as exit_:
-        if not exit_.code:  # --help
-            raise
-        lines = messages.getvalue().strip().splitlines()
-        raise ValueError(lines[-1].split(" error: ", 1)[-1] if lines else f"bad arguments {list(argv[1:])}") from None
-    except OSError as error:
-        raise ValueError(f"cannot create the output folder {error.filename}: {error.strerror}") from None
-
-
-def _remove_outputs_written_since(folder: Path | None, started_ns: int) -> None:
-    # Outputs appear by rename, so one of this run's has a modification time after its start;
-    # an earlier run's outputs are older and stay.
-    for name in (SEG_FILE_NAME, MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME):
-        path = folder / name if folder is not None else None
-        if path is not None and path.is_file() and path.stat().st_mtime_ns >= started_ns:
-            path.unlink()
+    for attempt in range(2):
+        try:
+            with contextlib.redirect_stderr(messages):
+                return Application.init_app_context(argv)
+        except SystemExit as exit_:
+            if not exit_.code:  # --help
+                raise
+            lines = messages.getvalue().strip().splitlines()
+            raise UserError(lines[-1].split(" error: ", 1)[-1] if lines else f"bad arguments {list(argv[1:])}") from None
+        except FileExistsError:
+            if attempt:
+                raise
+        except OSError as error:
+            raise UserError(f"cannot create the output folder {error.filename}: {error.strerror}") from None
+    raise AssertionError("unreachable")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,20 +126,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     Args:
         argv: ``[python, app, -i, ...]`` as Holoscan expects (default: this process's).
 
-    A user mistake (``ValueError``: no usable series, bad configuration, bad weights, a full
-    disk) is one line on stderr and exit status 1, never a traceback; the run leaves no output
-    (a SEG written before the report failed is removed: a SEG without its report is not a result).
+    A user mistake (:class:`UserError`: no usable series, bad configuration, bad weights, a full
+    disk) is one line on stderr and exit status 1, never a traceback. SIGTERM, SIGINT and SIGHUP
+    stop the run with one line and exit status 1. Either way the run leaves no output: the
+    operators write into a staging folder, committed into the output folder only when the whole
+    graph has succeeded, the SEG last (:mod:`scripts.output_staging`).
     """
-    start, started_ns = time.perf_counter(), time.time_ns()
+    start = time.perf_counter()
     app = None
     try:
-        app = DiffuGTSApp() if argv is None else DiffuGTSApp(list(argv))
-        app.run()
-    except ValueError as error:
-        _remove_outputs_written_since(getattr(app, "output_folder", None), started_ns)
-        print(f"diffugts: error: {error}", file=sys.stderr)
+        with stop_on_signals(prefix="diffugts: error:"):
+            app = DiffuGTSApp() if argv is None else DiffuGTSApp(list(argv))
+            app.run()
+            _check_the_graph_finished(app)
+            app.staged.commit(order=(MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME, SEG_FILE_NAME))
+    except UserError as error:
+        _discard(app)
+        message = str(error)
+        if app is not None and hasattr(app, "staged"):  # name the output folder, not the staging one
+            message = message.replace(str(app.staged.folder), str(app.output_folder))
+        print(f"diffugts: error: {message}", file=sys.stderr)
         return 1
+    except SystemExit as stop:
+        _discard(app)
+        if isinstance(stop.code, str):
+            print(stop.code, file=sys.stderr)
+            return 1
+        raise
+    except BaseException:
+        _discard(app)
+        raise
     logger.info("done in %.1f s", time.perf_counter() - start)
     for label, name in (("SEG", SEG_FILE_NAME), ("montage", MONTAGE_FILE_NAME), ("provenance", PROVENANCE_FILE_NAME)):
         print(f"{label}: {app.output_folder / name}")
     return 0
+
+
+def _check_the_graph_finished(app: DiffuGTSApp) -> None:
+    """Holoscan handles SIGTERM and SIGINT itself once its graph runs: it stops the scheduler and,
+    when an operator is still busy 3 s later, forces the process to exit (status 1). When the
+    operators stop in time, ``run()`` returns as if the graph had finished: whatever it had not
+    written yet is then missing, and nothing may be committed."""
+    missing = [name for name in (SEG_FILE_NAME, MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME) if not app.staged.path(name).is_file()]
+    if missing:
+        raise Stopped(f"diffugts: error: the run stopped before it wrote {', '.join(missing)} (a signal?); no output was written")
+
+
+def _discard(app: DiffuGTSApp | None) -> None:
+    staged = getattr(app, "staged", None)
+    if staged is not None:
+        staged.discard()

@@ -11,18 +11,20 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from scripts.errors import UserError
+
 __all__ = ["atomic_path", "prepare_output_folder"]
 
 
 def prepare_output_folder(folder: str | os.PathLike) -> Path:
-    """Create ``folder`` if needed; ``ValueError`` naming it when it cannot be created or written."""
+    """Create ``folder`` if needed; ``UserError`` naming it when it cannot be created or written."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ValueError(f"cannot create the output folder {folder}: {error.strerror or error}") from None
+        raise UserError(f"cannot create the output folder {folder}: {error.strerror or error}") from None
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"the output folder {folder} is not writable")
+        raise UserError(f"the output folder {folder} is not writable")
     return folder
 
 
@@ -32,7 +34,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     A reader (a PACS bridge polling the folder, a user) never sees a half-written file, and a
     failure leaves nothing behind. A file-system failure (disk full, folder removed meanwhile)
-    becomes a ``ValueError`` naming the file.
+    becomes a ``UserError`` naming the file.
 
     Example:
         >>> with atomic_path(tmp / "report.json") as partial:   # doctest: +SKIP
@@ -45,6 +47,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield partial
         os.replace(partial, path)
     except OSError as error:
-        raise ValueError(f"cannot write {path}: {error.strerror or error}") from None
+        raise UserError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
         partial.unlink(missing_ok=True)

@@ -13,8 +13,11 @@ How the outputs appear:
   in the order given, with SIGTERM, SIGINT and SIGHUP held until the last one is in place. Only
   a SIGKILL or a power cut in the microseconds between two renames can leave some of them.
 
-A staging folder left by a killed run (its process is gone) is removed by the next run into the
-same folder.
+A run killed outright (SIGKILL, or Holoscan's forced exit three seconds after a SIGTERM, which
+skips every Python clean-up) cannot remove its staging folder itself: a small watchdog process,
+started with the folder, removes it when the run's process is gone and the folder is still there.
+Should the watchdog die too (a whole container stopped), the next run into the same folder
+removes staging folders whose process no longer exists.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -33,6 +38,17 @@ from typing import Iterator, Sequence
 __all__ = ["StagedOutputs", "stop_on_signals", "Stopped"]
 
 _PREFIX = ".diffugts-staging-"
+#: The watchdog: ``python -S -c WATCHDOG FOLDER PID`` removes FOLDER once process PID is gone
+#: (the watchdog is then re-parented) and exits as soon as FOLDER no longer exists (committed).
+_WATCHDOG = """
+import os, shutil, sys, time
+folder, parent = sys.argv[1], int(sys.argv[2])
+while os.path.isdir(folder):
+    if os.getppid() != parent:
+        shutil.rmtree(folder, ignore_errors=True)
+        break
+    time.sleep(0.2)
+"""
 _SIGNALS = tuple(s for s in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)) if s is not None)
 
 
@@ -114,6 +130,11 @@ class StagedOutputs:
             parent, prefix = self.destination, f"{_PREFIX}{os.getpid()}-"
         self.folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
         os.chmod(self.folder, 0o777 & ~_umask())  # as a folder made by mkdir would be
+        # Its own session: a signal sent to the run's process group does not stop the watchdog too.
+        self._watchdog = subprocess.Popen(
+            [sys.executable, "-S", "-c", _WATCHDOG, str(self.folder), str(os.getpid())],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
 
     def path(self, name: str) -> Path:
         """Where the output ``name`` is written during the run."""
@@ -131,6 +152,7 @@ class StagedOutputs:
             if self._renames_folder:
                 try:
                     os.rename(self.folder, self.destination)
+                    self._stop_watchdog()
                     return [self.destination / n for n in names]
                 except OSError as error:  # created meanwhile (another run): move the files instead
                     if error.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR):
@@ -138,10 +160,17 @@ class StagedOutputs:
             for name in names:
                 os.replace(self.folder / name, self.destination / name)
             shutil.rmtree(self.folder, ignore_errors=True)
+        self._stop_watchdog()
         return [self.destination / n for n in names]
 
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+        self._stop_watchdog()
+
+    def _stop_watchdog(self) -> None:
+        self._watchdog.terminate()  # nothing left to watch
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._watchdog.wait(timeout=5)
 
 
 def _umask() -> int:

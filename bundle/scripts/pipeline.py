@@ -73,8 +73,15 @@ def _number(name: str, value: Any, valid: str, ok: Any) -> float:
 
 
 def _integer(name: str, value: Any, valid: str, minimum: int) -> int:
-    number = _number(name, value, valid, lambda v: v == int(v) and v >= minimum)
-    return int(number)
+    try:
+        return int(_number(name, value, valid, lambda v: v == int(v) and v >= minimum))
+    except UserError:
+        raise UserError(f"{name} must be an integer {valid}, got {value!r}") from None
+
+
+def checked_seed(seed: Any) -> int:
+    """The ``seed`` setting as an integer >= 0; ``UserError`` otherwise."""
+    return _integer("seed", seed, ">= 0", 0)
 
 
 def _boolean(name: str, value: Any) -> bool:
@@ -86,9 +93,12 @@ def _boolean(name: str, value: Any) -> bool:
 def _triple(name: str, value: Any, valid: str, ok: Any) -> tuple[float, float, float]:
     """Three numbers each satisfying ``ok`` (a list or tuple, as configs and the command line give it)."""
     items = list(value) if isinstance(value, (list, tuple)) else None
-    if items is None or len(items) != 3:
-        raise UserError(f"{name} must be {valid}, got {value!r}")
-    return tuple(_number(name, item, f"(each of {valid})", ok) for item in items)  # type: ignore[return-value]
+    try:
+        if items is None or len(items) != 3:
+            raise UserError(name)
+        return tuple(_number(name, item, valid, ok) for item in items)  # type: ignore[return-value]
+    except UserError:
+        raise UserError(f"{name} must be {valid}, got {value!r}") from None
 
 
 @dataclass(frozen=True)

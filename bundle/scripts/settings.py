@@ -24,6 +24,7 @@ import difflib
 import inspect
 import logging
 import os
+from typing import Any
 
 from monai.bundle import ConfigParser
 from monai.bundle.config_parser import ID_SEP_KEY
@@ -32,7 +33,7 @@ from .errors import UserError, exit_on_user_error
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["INFERENCE_SETTINGS", "take_settings_as_text", "active_parser"]
+__all__ = ["INFERENCE_SETTINGS", "take_settings_as_text", "active_parser", "seed_everything"]
 
 #: Every setting a user of ``inference.json`` (and ``evaluate.json``, ``maisi.json``) may give on
 #: the command line, with what it takes. The README's table of knobs lists the same names.
@@ -121,3 +122,13 @@ def take_settings_as_text(bundle_root: str, configs: list[str] | tuple[str, ...]
         # Nested values (list items) too: nothing may resolve ``@save_maps::0`` as an expression.
         for item_id in [i for i in resolver.items if i.startswith(f"{name}{ID_SEP_KEY}")]:
             resolver.resolved_content[item_id] = copy.deepcopy(resolver.items[item_id].get_config())
+
+
+def seed_everything(seed: Any) -> None:
+    """MONAI's ``set_determinism`` with the ``seed`` setting, checked first (one line, not a traceback)."""
+    from monai.utils import set_determinism
+
+    from .pipeline import checked_seed
+
+    with exit_on_user_error(logger):
+        set_determinism(seed=checked_seed(seed))

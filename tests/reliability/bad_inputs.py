@@ -755,6 +755,68 @@ def undecodable_transfer_syntax(src, tmp):
     return _app(src, tmp, folder, names=["CT000005.dcm", "MPEG2", pydicom.uid.MPEG2MPML])
 
 
+# -- round 2: where outputs go, settings as text -------------------------------------------------
+
+
+def output_is_a_symlink_to_the_input(src, tmp, runner="app"):
+    folder = _copy_series(src, tmp)
+    (tmp / "results").symlink_to(folder, target_is_directory=True)
+    invocation = _app(src, tmp, folder, runner=runner, names=[str(tmp / "results")])
+    invocation.output = tmp / "results"
+    return invocation
+
+
+def output_is_a_dotdot_path_into_the_input(src, tmp):
+    folder = _copy_series(src, tmp)
+    (tmp / "elsewhere").mkdir()
+    invocation = _app(src, tmp, folder, names=["must not be inside the input folder"])
+    invocation.output = tmp / "elsewhere" / ".." / "input" / "seg"
+    return invocation
+
+
+def output_symlink_would_replace_a_label(src, tmp):
+    # The output folder is a symlink to the data folder, where the BraTS-style label lives.
+    image = _ct_nifti(src, tmp)
+    label = _nifti(tmp / "case_seg.nii.gz", np.zeros(src.image.shape, np.uint8), src.affine)
+    datalist = tmp / "datalist.json"
+    datalist.write_text('{"test": [{"image": "case.nii.gz", "label": "case_seg.nii.gz"}]}')
+    (tmp / "results").symlink_to(tmp, target_is_directory=True)
+    return _bundle(tmp, None, datalist=str(datalist), output=tmp / "results", inputs=[image, label, datalist], names=["case_seg.nii.gz"])
+
+
+def code_in_a_prompt(src, tmp, runner="bundle"):
+    # MONAI would evaluate a setting that starts with "$": the prompt must stay text.
+    marker = tmp / "executed"
+    path = _ct_nifti(src, tmp)
+    prompt = f"$__import__('pathlib').Path({str(marker)!r}).touch() or 'liver tumor'"
+    return _bundle(tmp, path, runner=runner, prompt=prompt, marker=marker, check=_mask_on_input_grid(path, "case"))
+
+
+def code_in_a_path_setting(src, tmp):
+    marker = tmp / "executed"
+    path = _ct_nifti(src, tmp)
+    code = f"$__import__('pathlib').Path({str(marker)!r}).touch() or None"
+    return _bundle(tmp, path, heads_weights=code, marker=marker, names=[code])
+
+
+def bundle_setting(name, value, runner="bundle"):
+    def build(src, tmp):
+        return _bundle(tmp, _ct_nifti(src, tmp), runner=runner, names=[name], **{name: value})
+
+    return build
+
+
+def misspelt_setting(src, tmp, runner="bundle"):
+    invocation = _bundle(tmp, _ct_nifti(src, tmp), runner=runner, names=["treshold", "threshold"])
+    invocation.bundle_args = {**invocation.bundle_args, "treshold": 0.3}
+    return invocation
+
+
+def disk_full_during_the_bundle_write(src, tmp):
+    # A folder on a file system that is full: a 64 KiB tmpfs cannot hold the mask and report.
+    return _bundle(tmp, _ct_nifti(src, tmp), output=Path("/dev/full/out"), names=["/dev/full/out"])
+
+
 BAD_INPUTS: list[BadInput] = [
     # The application (DICOM series in, DICOM SEG out).
     BadInput("app-empty-folder", empty_folder, "is empty"),
@@ -840,4 +902,25 @@ BAD_INPUTS: list[BadInput] = [
     BadInput("app-jpeg-lossless", jpeg_lossless, OK),
     BadInput("app-rle-lossless", rle_lossless, OK),
     BadInput("app-undecodable-transfer-syntax", undecodable_transfer_syntax, "which no installed decoder reads"),
+    # Round 2: where outputs go, settings that are code or of the wrong type.
+    BadInput("app-output-is-a-symlink-to-the-input", output_is_a_symlink_to_the_input, "must not be inside the input folder"),
+    BadInput("app-cli-output-is-a-symlink-to-the-input", lambda s, t: output_is_a_symlink_to_the_input(s, t, "app-cli"), "must not be inside the input folder"),
+    BadInput("app-output-is-a-dotdot-path-into-the-input", output_is_a_dotdot_path_into_the_input, "must not be inside the input folder"),
+    BadInput("bundle-output-symlink-would-replace-a-label", output_symlink_would_replace_a_label, "would replace the input file"),
+    BadInput("bundle-code-in-a-prompt", code_in_a_prompt, OK),
+    BadInput("bundle-cli-code-in-a-prompt", lambda s, t: code_in_a_prompt(s, t, "bundle-cli"), OK),
+    BadInput("bundle-code-in-a-path-setting", code_in_a_path_setting, "weights file not found: $__import__"),
+    BadInput("bundle-code-in-a-number-setting", bundle_setting("threshold", "$__import__('os').getpid() and 0.5"), "threshold must be a number in (0, 1)"),
+    BadInput("bundle-cli-strength-with-a-trailing-dot", bundle_setting("strength", "0.8.", "bundle-cli"), "strength must be a number in (0, 1]"),
+    BadInput("bundle-working-spacing-zeros", bundle_setting("working_spacing", [0, 0, 0]), "working_spacing must be"),
+    BadInput("bundle-cli-working-spacing-zeros", bundle_setting("working_spacing", "[0,0,0]", "bundle-cli"), "working_spacing must be"),
+    BadInput("bundle-working-spacing-a-number", bundle_setting("working_spacing", 3), "working_spacing must be three voxel sizes"),
+    BadInput("bundle-patch-size-not-a-multiple", bundle_setting("patch_size", [30, 30, 30]), "patch_size must be three multiples of 16, got [30, 30, 30]"),
+    BadInput("bundle-seed-as-text", bundle_setting("seed", "abc"), "seed must be an integer >= 0, got 'abc'"),
+    BadInput("bundle-progress-as-text", bundle_setting("progress", "maybe"), "progress must be true or false"),
+    BadInput("bundle-cuda-without-a-gpu", bundle_setting("device", "cuda:7"), "is not available on this machine"),
+    BadInput("bundle-unknown-device", bundle_setting("device", "tpu"), "device must be auto, cpu, cuda or cuda:N"),
+    BadInput("bundle-misspelt-setting", misspelt_setting, "unknown setting 'treshold'; did you mean 'threshold'?"),
+    BadInput("bundle-cli-misspelt-setting", lambda s, t: misspelt_setting(s, t, "bundle-cli"), "did you mean 'threshold'?"),
+    BadInput("bundle-disk-full", disk_full_during_the_bundle_write, "cannot create output folder /dev/full/out"),
 ]
