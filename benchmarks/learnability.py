@@ -57,14 +57,25 @@ def _ceiling_datalist(corpus: Path) -> Path:
     return path
 
 
-def train_run(name: str, datalist: Path, minutes: float, overrides: list[str], work: Path = WORK) -> dict[str, Any]:
-    """Train (or resume) one run through the bundle within ``minutes`` of this sitting."""
+def trained_minutes(run_dir: Path) -> float:
+    """Training time the run has had over all its sittings (from its loss history)."""
+    loss = run_dir / "baseline_loss.json"
+    return float(json.loads(loss.read_text())["seconds"]) / 60.0 if loss.exists() else 0.0
+
+
+def train_run(name: str, datalist: Path, minutes: float, overrides: list[str], work: Path = WORK, budget_minutes: float = 120.0) -> dict[str, Any]:
+    """Train (or resume) one run through the bundle: at most ``minutes`` in this sitting and
+    ``budget_minutes`` over all sittings (the gate's 2 CPU hours)."""
     run_dir = work / name
     run_dir.mkdir(parents=True, exist_ok=True)
+    left = min(minutes, budget_minutes - trained_minutes(run_dir))
+    if left <= 0.5:
+        print(f"[learnability] {name}: its {budget_minutes:g} minutes are spent", flush=True)
+        return {"command": None, "wall_seconds_this_sitting": 0.0}
     command = [
         sys.executable, "-m", "monai.bundle", "run", "--config_file", _configs(), "--bundle_root", str(ROOT / "bundle"),
         "--logging_file", str(ROOT / "bundle/configs/logging.conf"), "--datalist", str(datalist),
-        "--baseline_dir", str(run_dir), "--iterations", "60000", "--max_seconds", str(int(minutes * 60)), *overrides,
+        "--baseline_dir", str(run_dir), "--max_seconds", str(int(left * 60)), *overrides,
     ]
     print(f"[learnability] {name}: {' '.join(command)}", flush=True)
     start = time.perf_counter()
@@ -160,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, required=True, help="corpus folder written by python -m corpus")
     parser.add_argument("--run", choices=("seen", "ceiling", "evaluate", "all"), default="all")
-    parser.add_argument("--seen-minutes", type=float, default=120.0, help="CPU budget of the seen run per sitting (default 120)")
+    parser.add_argument("--seen-minutes", type=float, default=120.0, help="training minutes of the seen run in this sitting (default 120; 120 in all over every sitting)")
     parser.add_argument("--ceiling-minutes", type=float, default=40.0, help="budget of the ceiling run per sitting (default 40)")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--work", type=Path, default=WORK, help="checkpoints, curves and weights of the runs (resumed from)")
@@ -171,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.run in ("ceiling", "all"):
         # No validation split holds liver tumors (the protocol), so the ceiling trains for its budget.
         train_run("ceiling", _ceiling_datalist(args.corpus), args.ceiling_minutes,
-                  ["--seen_findings", "['liver tumor']", "--synthesis_prob", "1.0", "--validation_handlers", "[]"], args.work)
+                  ["--seen_findings", "['liver tumor']", "--synthesis_prob", "1.0", "--validation_handlers", "[]"], args.work,
+                  budget_minutes=args.ceiling_minutes)
     if args.run not in ("evaluate", "all"):
         return 0
     result: dict[str, Any] = {"command": f"python -m benchmarks.learnability --corpus {args.corpus}", "gate": {"mean": GATE_MEAN, "each": GATE_EACH}}

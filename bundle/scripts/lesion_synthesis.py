@@ -101,6 +101,7 @@ class LesionLaw:
         ground_glass_hu: range of the ground-glass HU of a part-solid lesion.
         bulge_p: probability that a lesion may grow out of its organ into surrounding fat.
         near: labels a lesion's centre must lie near (within ``near_mm``), e.g. vessels.
+        centre_depth_mm: smallest depth of a lesion's centre inside its host (0: anywhere).
         spare: labels inside the lesion's extent that stay untouched (vessels a lesion abuts).
         source: where the law comes from.
     """
@@ -118,6 +119,7 @@ class LesionLaw:
     bulge_p: float = 0.0
     near: tuple[OrganLabel, ...] = ()
     near_mm: float = 5.0
+    centre_depth_mm: float = 0.0
     spare: tuple[OrganLabel, ...] = ()
 
     def count_range(self, size: SizeClass) -> tuple[int, int]:
@@ -176,10 +178,12 @@ LESION_LAWS: dict[str, LesionLaw] = {
     "colon tumor": LesionLaw(
         finding="colon tumor", host=(OrganLabel.COLON,), law=IntensityLaw.REPLACE, delta_hu=(35.0, 80.0),
         size_p={SizeClass.SMALL: 0.5, SizeClass.MEDIUM: 0.5}, counts={SizeClass.SMALL: (1, 1), SizeClass.MEDIUM: (1, 1)},
-        subtle_p=0.0,
+        subtle_p=0.0, centre_depth_mm=6.0, bulge_p=0.5,
         source=(
             "MSD Task10 (colon cancer, portal venous CT): an enhancing soft-tissue mass of 40-80 HU thickening "
-            "the bowel wall and filling the lumen's gas or stool"
+            "the bowel wall, filling the lumen's gas or stool and often reaching into the pericolic fat. "
+            "[ours] Centres at least 6 mm inside the colon: drawn anywhere, 21% of the masses kept under "
+            "0.3 of their volume (a sliver at the colon's edge, measured on corpus v2)"
         ),
     ),
 }
@@ -355,6 +359,9 @@ def synthesize_lesions(
         near = np.isin(local_labels, np.asarray(law.near, dtype=local_labels.dtype))
         reach = ndimage.distance_transform_edt(~near, sampling=spacing) <= law.near_mm
         candidates = candidates & reach & ~near
+    if law.centre_depth_mm > 0:
+        deep = candidates & (ndimage.distance_transform_edt(local_host, sampling=spacing) >= law.centre_depth_mm)
+        candidates = deep if deep.any() else candidates
     if not candidates.any():
         candidates = local_host
 
