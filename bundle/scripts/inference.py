@@ -229,16 +229,35 @@ def _json_writer(payload: Any) -> Callable[[str], None]:
     return write
 
 
-def _header_geometry(path: Path) -> tuple[tuple[int, ...], tuple[float, ...]] | None:
-    """Shape and voxel size from a NIfTI header, without reading the voxels; ``None`` for other
-    formats or an unreadable header (the loader then reports the file)."""
+def _header_geometry(path: Path) -> tuple[tuple[int, ...], tuple[float, ...], str | None] | None:
+    """Shape, voxel size and what is wrong with the orientation (``None``: nothing) from a NIfTI
+    header, without reading the voxels; ``None`` for other formats or an unreadable header (the
+    loader then reports the file)."""
     if not path.name.lower().endswith((".nii", ".nii.gz")):
         return None
     try:
         header = nib.load(str(path)).header
-        return tuple(int(n) for n in header.get_data_shape()), tuple(float(z) for z in header.get_zooms())
+        geometry = tuple(int(n) for n in header.get_data_shape()), tuple(float(z) for z in header.get_zooms())
+        return (*geometry, _orientation_problem(header))
     except Exception:  # nibabel raises many types for damaged headers
         return None
+
+
+def _orientation_problem(header: Any) -> str | None:
+    """Why the header does not say where the voxels are, or ``None``.
+
+    With no usable sform or qform, readers substitute ``diag(pixdim)`` (MONAI) or a centred grid
+    (nibabel): left and right are then a guess, and the mask's header would not match the input's.
+    """
+    sform_code, qform_code = int(header["sform_code"]), int(header["qform_code"])
+    if sform_code > 0:
+        rotation = header.get_sform()[:3, :3]
+        if not np.all(np.isfinite(rotation)) or abs(np.linalg.det(rotation)) < 1e-9:
+            return f"its sform (code {sform_code}) is all zeros or singular"
+        return None
+    if qform_code > 0:
+        return None
+    return "it has neither an sform nor a qform (both codes are 0)"
 
 
 def software_versions() -> dict[str, str]:
@@ -358,8 +377,13 @@ class BundleRunner:
         geometry = _header_geometry(case.image)
         if geometry is None:
             return
-        shape, spacing = geometry
+        shape, spacing, orientation_problem = geometry
         try:
+            if orientation_problem:
+                raise UserError(
+                    f"the image has no orientation: {orientation_problem}, so left and right cannot be told "
+                    "apart; write its orientation into the header (sform or qform) and run again"
+                )
             if len(shape) != 3:
                 raise UserError(f"expected a 3D volume, got an image of shape {shape}")
             pipeline.check_memory(shape, spacing[:3], case.modality, len(case.prompts))

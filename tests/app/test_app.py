@@ -3,6 +3,7 @@ clear refusals that write nothing and touch nothing."""
 
 import json
 import shutil
+from pathlib import Path
 
 import highdicom as hd
 import numpy as np
@@ -164,3 +165,26 @@ def test_output_inside_the_input_is_refused(app_env, phantom_ct, tmp_path, capsy
     assert run_app(folder, folder / "results") == 1
     assert "must not be inside the input folder" in capsys.readouterr().err
     assert {k: v for k, v in tree_digest(folder).items()} == before
+
+
+def test_a_second_run_creating_the_same_output_folder_at_once_is_not_refused(tmp_path, monkeypatch):
+    # The SDK checks that the output folder exists, then creates it: another run starting at the
+    # same moment creates it in between, and mkdir meets "File exists".
+    import monai.deploy.utils.argparse_types as argparse_types
+
+    from app.app import _app_context
+
+    output, real_mkdir, calls = tmp_path / "out", argparse_types.Path.mkdir, []
+
+    def mkdir_racing_another_run(self, *args, **kwargs):
+        calls.append(self)
+        if self == output and calls.count(output) == 1:
+            real_mkdir(self)  # the other run wins
+            raise FileExistsError(17, "File exists", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(argparse_types.Path, "mkdir", mkdir_racing_another_run)
+    (tmp_path / "in").mkdir()
+    app_folder = str(Path(__file__).resolve().parents[2] / "app")
+    context = _app_context([app_folder, "-i", str(tmp_path / "in"), "-o", str(output)])
+    assert context.output_path == output and output.is_dir() and calls.count(output) == 1

@@ -812,6 +812,28 @@ def misspelt_setting(src, tmp, runner="bundle"):
     return invocation
 
 
+def nifti_header(name, edit):
+    """A NIfTI of the phantom whose header ``edit(header)`` changes (sform, qform ...)."""
+    def build(src, tmp):
+        header = nib.Nifti1Image(src.image, src.affine).header.copy()
+        edit(header)
+        path = tmp / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(src.image, None, header=header), path)  # no affine: the header as edited
+        return _bundle(tmp, path, names=[str(path)])
+
+    return build
+
+
+def _zero_sform(header):
+    for row in ("srow_x", "srow_y", "srow_z"):
+        header[row] = 0.0
+    header["sform_code"], header["qform_code"] = 1, 0
+
+
+def _no_sform_no_qform(header):
+    header["sform_code"], header["qform_code"] = 0, 0
+
+
 def disk_full_during_the_bundle_write(src, tmp):
     # A folder on a file system that is full: a 64 KiB tmpfs cannot hold the mask and report.
     return _bundle(tmp, _ct_nifti(src, tmp), output=Path("/dev/full/out"), names=["/dev/full/out"])
@@ -923,4 +945,6 @@ BAD_INPUTS: list[BadInput] = [
     BadInput("bundle-misspelt-setting", misspelt_setting, "unknown setting 'treshold'; did you mean 'threshold'?"),
     BadInput("bundle-cli-misspelt-setting", lambda s, t: misspelt_setting(s, t, "bundle-cli"), "did you mean 'threshold'?"),
     BadInput("bundle-disk-full", disk_full_during_the_bundle_write, "cannot create output folder /dev/full/out"),
+    BadInput("bundle-nifti-zero-sform", nifti_header("zero_sform", _zero_sform), "its sform (code 1) is all zeros or singular"),
+    BadInput("bundle-nifti-no-orientation", nifti_header("no_orientation", _no_sform_no_qform), "neither an sform nor a qform"),
 ]
