@@ -834,9 +834,6 @@ def _no_sform_no_qform(header):
     header["sform_code"], header["qform_code"] = 0, 0
 
 
-def disk_full_during_the_bundle_write(src, tmp):
-    # A folder on a file system that is full: a 64 KiB tmpfs cannot hold the mask and report.
-    return _bundle(tmp, _ct_nifti(src, tmp), output=Path("/dev/full/out"), names=["/dev/full/out"])
 
 
 BAD_INPUTS: list[BadInput] = [
@@ -944,7 +941,6 @@ BAD_INPUTS: list[BadInput] = [
     BadInput("bundle-unknown-device", bundle_setting("device", "tpu"), "device must be auto, cpu, cuda or cuda:N"),
     BadInput("bundle-misspelt-setting", misspelt_setting, "unknown setting 'treshold'; did you mean 'threshold'?"),
     BadInput("bundle-cli-misspelt-setting", lambda s, t: misspelt_setting(s, t, "bundle-cli"), "did you mean 'threshold'?"),
-    BadInput("bundle-disk-full", disk_full_during_the_bundle_write, "cannot create output folder /dev/full/out"),
     BadInput("bundle-nifti-zero-sform", nifti_header("zero_sform", _zero_sform), "its sform (code 1) is all zeros or singular"),
     BadInput("bundle-nifti-no-orientation", nifti_header("no_orientation", _no_sform_no_qform), "neither an sform nor a qform"),
 ]

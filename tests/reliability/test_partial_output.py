@@ -152,3 +152,29 @@ def test_a_signal_after_the_first_case_of_a_datalist_leaves_no_case_behind(tmp_p
     while list(tmp_path.glob(f".out{STAGING}*")) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not output.exists() and not list(tmp_path.glob(f".out{STAGING}*"))
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_up_while_the_bundle_writes_leaves_nothing_behind(sources, tmp_path, monkeypatch):
+    import nibabel
+
+    from runners import run_bundle
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    image = tmp_path / "case.nii.gz"
+    nibabel.save(nibabel.Nifti1Image(sources.image, sources.affine), image)
+    monkeypatch.setattr(nibabel, "save", disk_full)  # the mask is the first file written
+    output = tmp_path / "out"
+    invocation = Invocation(runner="bundle", output=output, inputs=[image],
+                            bundle_args={"input_image": str(image), "prompt": "liver tumor"})
+    before = sha256_tree(invocation.inputs)
+
+    outcome = run_bundle(invocation)
+
+    assert outcome.status == 1 and "Traceback" not in outcome.stderr
+    (line,) = error_lines(outcome, "bundle")
+    assert line == f"error: cannot write the outputs in {output}: No space left on device"
+    assert not output.exists() and not list(tmp_path.glob(".out.diffugts-staging-*"))
+    assert sha256_tree(invocation.inputs) == before
