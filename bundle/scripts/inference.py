@@ -8,7 +8,9 @@ and exit status 1. Every output is written into a staging folder and all of a ru
 moved into the output folder when the run has succeeded (:mod:`.output_staging`); a run that
 fails, or is stopped by SIGTERM, SIGINT or SIGHUP, leaves nothing, so an output folder holds the
 outputs of finished runs only. Inputs are only read: an output that would replace an input file
-is refused.
+is refused. A volume that runs but whose result is doubtful (a slice, intensities that contradict
+the modality: :func:`~.preprocessing.plausibility_warnings`) is warned about in the log and in the
+case report's ``warnings``.
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_write
 from .errors import UserError
+from .lesion_measurements import measure_lesions
 from .output_staging import StagedOutputs, stop_on_signals
 from .foundation import file_sha256
 from .metrics import DEFAULT_NSD_TOLERANCE_MM, dice_score, false_positive_volume_ml, normalized_surface_dice
 from .pipeline import DiffuGTSPipeline, PipelineOutput
-from .preprocessing import Modality
+from .preprocessing import Modality, plausibility_warnings
 from .text import validate_prompt
 
 __all__ = ["Case", "build_cases", "BundleRunner", "OUTPUT_SUFFIXES", "SAVABLE_MAPS", "parse_save_maps", "pipeline_maps"]
@@ -415,12 +418,18 @@ class BundleRunner:
             volume = loader(str(case.image))
         except Exception as error:  # readers raise many types for damaged files
             raise UserError(f"cannot read image {case.image}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+        # Before the long part, so the user can stop a run on a wrong --modality; a volume that is
+        # not 3D is refused by the pipeline instead.
+        warnings = plausibility_warnings(volume, case.modality) if volume.ndim == 3 else []
+        for warning in warnings:
+            logger.warning("%s: %s", case.image, warning)
         try:
             output = pipeline.segment(volume, modality=case.modality, prompts=list(case.prompts))
         except UserError as error:
             raise UserError(f"{case.image}: {error}") from None
-        report = self._write_case(pipeline, case, output)
+        report = self._write_case(pipeline, case, output, np.asarray(volume))
         report["stage_seconds"]["total"] = time.perf_counter() - start
+        report["warnings"] = warnings
         if self.evaluate:
             report["metrics"] = self._case_metrics(case, output, pipeline)
         del volume, output  # before measuring: what stays resident is what the next case inherits
@@ -434,7 +443,7 @@ class BundleRunner:
         )
         return report
 
-    def _write_case(self, pipeline: DiffuGTSPipeline, case: Case, output: PipelineOutput) -> dict[str, Any]:
+    def _write_case(self, pipeline: DiffuGTSPipeline, case: Case, output: PipelineOutput, image: np.ndarray) -> dict[str, Any]:
         prompts, writes = [], []
         for prompt, result in zip(case.prompts, output.results):
             stem = _output_stem(case, prompt)
@@ -452,6 +461,12 @@ class BundleRunner:
                     "finding": result.prompt.finding,
                     "organ": result.prompt.organ,
                     "tumor_volume_ml": result.tumor_volume_ml,
+                    "lesions": [
+                        lesion.to_json() for lesion in measure_lesions(
+                            result.mask, output.affine, image, aova_map=result.aova_map,
+                            probability=result.probability, host_organ=result.prompt.organ,
+                        )
+                    ],
                     "files": files,
                 }
             )

@@ -70,6 +70,9 @@ def test_inference_workflow_writes_every_output_on_the_input_grid(tmp_path):
     report = json.loads((out / "case_report.json").read_text())
     assert report["profile"] == "mini" and report["prompts"][0]["prompt"] == "liver tumor"
     assert report["prompts"][0]["tumor_volume_ml"] == pytest.approx(np.asarray(seg.dataobj).sum() * 1.6 * 1.6 * 2.5 / 1000)
+    lesions = report["prompts"][0]["lesions"]  # one per connected component of the mask
+    assert sum(lesion["volume_ml"] for lesion in lesions) == pytest.approx(report["prompts"][0]["tumor_volume_ml"], abs=1e-3)
+    assert all({"longest_axial_diameter_mm", "centroid_lps_mm", "aova_mean"} <= set(lesion) for lesion in lesions)
     assert {"monai", "torch"} <= set(report["versions"]) and "total" in report["stage_seconds"]
     assert set(report["weights"]) == {"vae", "diffusion", "heads"}
     assert _inputs_hash(tmp_path) == before, "input files must stay byte-identical"
