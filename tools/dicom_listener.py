@@ -64,6 +64,8 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
+from tools.console_log import LOG_LEVELS, log_to_stderr
+
 __all__ = ["Destination", "ListenerError", "Listener", "parse_destination", "main"]
 
 logger = logging.getLogger("diffugts.dicom_listener")
@@ -443,14 +445,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--app-timeout", type=float, default=3600.0, help="seconds a run may take before it is stopped (default 3600)")
     parser.add_argument("--retries", type=int, default=3, help="tries to send the results, 1 to 10 (default 3)")
     parser.add_argument("--retry-delay", type=float, default=5.0, help="seconds before the second try, doubled before each next one (default 5)")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
     args = parser.parse_args(argv)
 
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("[%(asctime)s] [%(levelname)s] (%(name)s) - %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(args.log_level)
+    handler = log_to_stderr(args.log_level)
     # pynetdicom logs every PDU at INFO; its own lines only when debugging.
     logging.getLogger("pynetdicom").setLevel(logging.DEBUG if args.log_level == "DEBUG" else logging.WARNING)
     try:
@@ -487,7 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dicom_listener: error: {error}", file=sys.stderr)
         return 1
     finally:
-        root.removeHandler(handler)
+        logging.getLogger().removeHandler(handler)
 
 
 if __name__ == "__main__":

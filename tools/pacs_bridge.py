@@ -49,6 +49,7 @@ if str(ROOT / "bundle") not in sys.path:
     sys.path.append(str(ROOT / "bundle"))
 
 from scripts.errors import UserError  # noqa: E402
+from tools.console_log import LOG_LEVELS, log_to_stderr  # noqa: E402
 
 __all__ = ["Credentials", "load_credentials", "BearerAuth", "make_session", "LastReply", "search_series", "pull_study", "push_seg", "run_application", "main"]
 
@@ -335,14 +336,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     parser.add_argument("--credentials-file", type=Path, help="JSON file with the credentials (see below); never the credentials themselves")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request, > 0 (default 60)")
     parser.add_argument("--retries", type=int, default=5, help="attempts per request on busy or unreachable servers, 1 to 10 (default 5, exponential back-off)")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
     args = parser.parse_args(argv)
 
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("[%(asctime)s] [%(levelname)s] (%(name)s) - %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(args.log_level)
+    handler = log_to_stderr(args.log_level)
     try:
         if args.timeout <= 0:
             raise UserError(f"--timeout must be > 0, got {args.timeout}")
@@ -380,7 +377,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except requests.RequestException as error:
         message = f"cannot reach the PACS at {args.url}: {type(error).__name__}"
     finally:
-        root.removeHandler(handler)
+        logging.getLogger().removeHandler(handler)
     print(f"pacs_bridge: error: {message}", file=sys.stderr)
     return 1
 
