@@ -2,6 +2,10 @@
 
 The foundation networks stay frozen; these are the only weights DiffuGTS learns, saved together as
 one plain ``state_dict`` (``diffugts_heads.pt``).
+
+:class:`DiffuGTSNetwork` is the same module with a plain tensor ``forward`` (the refiner on its
+stacked inputs): the bundle's ``network_def``, which MONAI's ``verify_net_in_out`` and
+``ckpt_export`` (TorchScript) can check. The pipeline calls ``.aova`` and ``.refiner`` of either.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from .aova import AOVAHead
 from .foundation import FoundationProfile, atomic_save, get_profile, load_state_dict_strict, read_checkpoint
 from .residual import ResidualRefiner
 
-__all__ = ["DiffuGTSHeads", "heads_for_profile", "load_heads_weights", "save_heads_weights"]
+__all__ = ["DiffuGTSHeads", "DiffuGTSNetwork", "heads_for_profile", "network_for_profile", "load_heads_weights", "save_heads_weights"]
 
 
 class DiffuGTSHeads(nn.Module):
@@ -64,11 +68,35 @@ class DiffuGTSHeads(nn.Module):
         raise ValueError(f"stage must be 'aova' or 'refiner', got {stage!r}")
 
 
+class DiffuGTSNetwork(DiffuGTSHeads):
+    """:class:`DiffuGTSHeads` (same parameters, same ``state_dict``) whose ``forward`` takes one tensor.
+
+    ``forward(stack)`` is the refiner on its stacked inputs, (B, 4 + levels, X, Y, Z) with each size
+    a multiple of 4, and returns the tumor probability (B, 1, X, Y, Z) before the coarse-mask
+    confinement. The stack's channels, in order: the image and its pseudo-healthy counterpart in
+    [0, 1], the pixel residual |x - x_ph|, the AOVA map, one feature residual per encoder level
+    (:class:`~.residual.ResidualRefiner`). The other inputs of DiffuGTS (the frozen MAISI networks,
+    the prompt's sentence embeddings) are no part of this module.
+    """
+
+    # TorchScript compiles what forward uses; the AOVA head takes a list of features (Python).
+    __jit_ignored_attributes__ = ["aova"]
+
+    def forward(self, stack: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return torch.sigmoid(self.refiner.network(stack))
+
+
 def heads_for_profile(profile: str | FoundationProfile, **options) -> DiffuGTSHeads:
     """Heads sized for the encoder taps of ``profile``, with its head options; ``options`` (keyword
     arguments of :class:`DiffuGTSHeads`) override them."""
     profile = get_profile(profile)
     return DiffuGTSHeads(profile.feature_channels, **{**profile.heads, **options})
+
+
+def network_for_profile(profile: str | FoundationProfile, **options) -> DiffuGTSNetwork:
+    """:func:`heads_for_profile` as a :class:`DiffuGTSNetwork` (the bundle's ``network_def``)."""
+    profile = get_profile(profile)
+    return DiffuGTSNetwork(profile.feature_channels, **{**profile.heads, **options})
 
 
 def load_heads_weights(heads: DiffuGTSHeads, path: str | os.PathLike) -> None:

@@ -8,6 +8,10 @@ Intensity (method.md section 3, supplementary A.3):
 Geometry: every volume is oriented to RAS, resampled to the profile's working spacing and padded
 to a multiple of the network divisor. The same MONAI transforms, traced on a ``MetaTensor``, are
 inverted for every output so masks land exactly on the input grid.
+
+Plausibility (:func:`plausibility_warnings`): a volume that runs but whose result means little is
+warned about, not refused: fewer than :data:`MIN_SLICES` voxels along an axis (a slice or a thin
+slab), and intensities that contradict the modality (CT without air, MR with CT's air values).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ __all__ = [
     "denormalize_intensity",
     "VolumeGeometry",
     "as_volume",
+    "plausibility_warnings",
 ]
 
 #: Orientation of every array the networks see. The same code is used by the bundle and the app.
@@ -72,6 +77,57 @@ class IntensityWindow:
 CT_WINDOW = IntensityWindow(-1000.0, 1000.0)
 #: MR window: 0th to 99.5th percentile of the volume maps to [0, 1].
 MR_PERCENTILES = (0.0, 99.5)
+
+
+#: Fewer voxels than this along an axis is a slice or a thin slab: the VAE's coarsest tap (1/4
+#: resolution) would have under two voxels across it, and the 3D context the method reads is padding.
+MIN_SLICES = 8
+#: Air is -1000 HU; below -500 HU lie only air (outside the body, lungs, bowel gas) and a scanner's
+#: padding value. Fat (-100) and every tissue lie above it, and MR magnitude images have no negative
+#: values (z-scored MR stays within a few units of 0).
+AIR_HU = -500.0
+#: A "CT" with less than this fraction of voxels below :data:`AIR_HU` has no air: an MR, a CT not
+#: rescaled to HU (air at 0), or a crop inside the body. Lenient: a little bowel gas is enough.
+CT_MIN_AIR_FRACTION = 0.001
+#: An "MR" with more than this fraction of voxels below :data:`AIR_HU` holds CT numbers (a CT's
+#: field of view is typically 20-60% air).
+MR_MAX_AIR_FRACTION = 0.01
+
+
+def plausibility_warnings(image: np.ndarray | torch.Tensor, modality: Modality | str) -> list[str]:
+    """What makes this volume's result doubtful, one sentence each (empty: nothing).
+
+    Rules: fewer than :data:`MIN_SLICES` voxels along an axis; for CT, fewer than 0.1% of the
+    voxels below -500 HU (no air); for MR, more than 1% below -500 (CT's air). One pass over the
+    voxels (a comparison), as cheap as the normalisation.
+    """
+    modality = Modality.parse(modality)
+    data = image.as_tensor() if isinstance(image, MetaTensor) else torch.as_tensor(image if isinstance(image, torch.Tensor) else np.asarray(image))
+    if data.ndim == 4 and data.shape[0] == 1:
+        data = data[0]
+    warnings = []
+    shape = tuple(int(n) for n in data.shape)
+    for axis, size in enumerate(shape):
+        if 0 < size < MIN_SLICES:
+            warnings.append(
+                f"the volume has only {size} voxel(s) along axis {axis} (shape {shape}): DiffuGTS is a 3D method "
+                f"that needs at least {MIN_SLICES}; on a slice or a thin slab its result is unreliable"
+            )
+    if data.numel() == 0:
+        return warnings
+    air = float(torch.count_nonzero(data < AIR_HU)) / data.numel()
+    if modality is Modality.CT and air < CT_MIN_AIR_FRACTION:
+        warnings.append(
+            f"the intensities do not look like CT in Hounsfield units: {100 * air:.2g}% of the voxels are below "
+            f"{AIR_HU:g} (a CT has air at -1000 HU outside the body and in the lungs and bowel); "
+            "is it an MR, a CT not rescaled to HU, or a crop inside the body?"
+        )
+    if modality is Modality.MR and air > MR_MAX_AIR_FRACTION:
+        warnings.append(
+            f"the intensities look like CT in Hounsfield units, not MR: {100 * air:.2g}% of the voxels are below "
+            f"{AIR_HU:g} (air in CT is -1000 HU; MR magnitude images have no negative values)"
+        )
+    return warnings
 
 
 def intensity_window(image: np.ndarray | torch.Tensor, modality: Modality | str) -> IntensityWindow:

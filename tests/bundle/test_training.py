@@ -106,7 +106,7 @@ def test_multi_process_override_runs_two_ranks_with_equal_weights(tiny_corpus, t
         "output_weights": f"$os.path.join('{tmp_path}', 'vae_rank' + os.environ['RANK'] + '.pt')",
         "run": ["$@trainer.run()", "$@save_weights()"],
     }))
-    config_files = [str(CONFIGS / "train.json"), str(CONFIGS / "train_vae.json"), str(CONFIGS / "multi_gpu.json"), str(override)]
+    config_files = [str(CONFIGS / "train.json"), str(CONFIGS / "train_vae.json"), str(CONFIGS / "multi_gpu_train.json"), str(override)]
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
         "-m", "monai.bundle", "run", "--config_file", json.dumps(config_files), "--bundle_root", str(BUNDLE),
