@@ -70,6 +70,20 @@ INFERENCE_SETTINGS: dict[str, str] = {
 }
 
 
+#: Settings that are true or false. The command line gives ``--progress false`` as the text
+#: "false", which Python would take as true: such text is converted where it comes in.
+BOOLEAN_SETTINGS = ("evaluate", "confine_to_coarse_mask", "progress")
+
+
+def _as_boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "false"):
+        return text == "true"
+    raise UserError(f"{name} must be true or false, got {value!r}")
+
+
 def active_parser() -> ConfigParser:
     """The ``ConfigParser`` whose content is being resolved.
 
@@ -114,11 +128,12 @@ def take_settings_as_text(bundle_root: str, configs: list[str] | tuple[str, ...]
     parser = active_parser()
     with exit_on_user_error(logger):
         _refuse_unknown(parser, settings, _declared_keys(bundle_root, tuple(configs)))
+        booleans = {name: _as_boolean(name, parser[name]) for name in BOOLEAN_SETTINGS if name in settings and name in parser}
     resolver = parser.ref_resolver
     for name in settings:
         if name not in parser:
             continue
-        resolver.resolved_content[name] = copy.deepcopy(parser[name])
+        resolver.resolved_content[name] = booleans[name] if name in booleans else copy.deepcopy(parser[name])
         # Nested values (list items) too: nothing may resolve ``@save_maps::0`` as an expression.
         for item_id in [i for i in resolver.items if i.startswith(f"{name}{ID_SEP_KEY}")]:
             resolver.resolved_content[item_id] = copy.deepcopy(resolver.items[item_id].get_config())

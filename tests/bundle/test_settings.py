@@ -82,3 +82,18 @@ def test_the_command_line_prints_one_line_for_a_misspelt_setting(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == "error: unknown setting 'strenght'; did you mean 'strength'?"
+
+
+@pytest.mark.slow
+def test_true_and_false_given_as_text_are_booleans(tmp_path):
+    # The command line hands "--evaluate false" over as the text "false", which is truthy.
+    out = tmp_path / "out"
+    _run(input_image=str(_image(tmp_path)), prompt="liver tumor", output_dir=str(out), evaluate="false", progress="False",
+         num_steps=1)
+    assert sorted(p.name for p in out.iterdir()) == ["case_report.json", "case_seg.nii.gz"]  # no evaluation asked
+
+
+def test_a_boolean_setting_that_is_neither_is_refused(tmp_path):
+    with pytest.raises(SystemExit) as stop:
+        _run(input_image=str(tmp_path / "a.nii.gz"), prompt="liver tumor", progress="sometimes")
+    assert stop.value.code == "error: progress must be true or false, got 'sometimes'"
