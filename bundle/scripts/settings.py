@@ -28,6 +28,7 @@ from typing import Any
 
 from monai.bundle import ConfigParser
 from monai.bundle.config_parser import ID_SEP_KEY
+from monai.bundle.utils import DEFAULT_EXP_MGMT_SETTINGS
 
 from .errors import UserError, exit_on_user_error
 
@@ -101,6 +102,8 @@ def active_parser() -> ConfigParser:
 
 def _declared_keys(bundle_root: str, configs: tuple[str, ...]) -> set[str]:
     keys = {"_meta_"}  # the metadata MONAI merges in
+    for tracking in DEFAULT_EXP_MGMT_SETTINGS.values():  # what ``--tracking mlflow`` adds
+        keys |= set(tracking.get("configs", {})) | set(tracking.get("handlers_id", {}))
     for name in configs:
         keys |= set(ConfigParser.load_config_file(os.path.join(bundle_root, "configs", name)))
     return keys
