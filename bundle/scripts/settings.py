@@ -103,7 +103,8 @@ def active_parser() -> ConfigParser:
 def _declared_keys(bundle_root: str, configs: tuple[str, ...]) -> set[str]:
     keys = {"_meta_"}  # the metadata MONAI merges in
     for tracking in DEFAULT_EXP_MGMT_SETTINGS.values():  # what ``--tracking mlflow`` adds
-        keys |= set(tracking.get("configs", {})) | set(tracking.get("handlers_id", {}))
+        keys |= set(tracking.get("configs", {}))
+        keys |= {ids[part].split("#")[0] for ids in tracking.get("handlers_id", {}).values() for part in ("id", "handlers")}
     for name in configs:
         keys |= set(ConfigParser.load_config_file(os.path.join(bundle_root, "configs", name)))
     return keys
