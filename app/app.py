@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import monai.deploy
 from holoscan.conditions import CountCondition
-from monai.deploy.core import Application
-from monai.deploy.operators import DICOMSeriesToVolumeOperator
+from monai.deploy.core import Application, parse_args
 
 from operators import (
     AppConfig,
@@ -36,8 +36,10 @@ from operators import (
     __version__,
     resolve_weights,
 )
+from operators.app_config import BUNDLE_INFERENCE_CONFIG
 from operators.report_operator import MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME
 from operators.seg_writer import SEG_FILE_NAME
+from operators.stages import SeriesToVolumeOperator
 from scripts.errors import UserError
 from scripts.output_staging import StagedOutputs, Stopped, stop_on_signals
 
@@ -47,6 +49,42 @@ logger = logging.getLogger("diffugts.app")
 
 #: The shipped configuration (prompts per modality, knobs); ``DIFFUGTS_APP_CONFIG`` replaces it.
 CONFIG_PATH = Path(__file__).resolve().parent / "config.json"
+#: The SDK logs each step of its operators at INFO on the root logger: shown with ``-l DEBUG``.
+_SDK_FOLDER = os.path.dirname(monai.deploy.__file__) + os.sep  # as the log records' pathname gives it
+
+_HELP = """DiffuGTS-Deploy {version}: zero-shot text-prompted tumor segmentation of a CT or MR DICOM series
+into a DICOM SEG. Research use only: not a medical device, not for diagnosis.
+
+    python app -i DICOM_DIR -o OUT [-m MODELS] [-l DEBUG]
+
+{sdk_help}
+
+in this application:
+  -i DICOM_DIR  one patient's DICOM files (sub-folders are read); the series to segment is picked
+                by the series selection rules
+  -o OUT        created if needed; receives diffugts_seg.dcm, diffugts_montage.png and
+                diffugts_provenance.json together, or nothing when the run fails
+  -m MODELS     a folder holding autoencoder.pt, diffusion_unet.pt and diffugts_heads.pt (or one
+                sub-folder holding them); default: the embedded weights (bundle/models/mini).
+                A missing file is an error (research switch: allow_random_weights)
+  -l LEVEL      the log on stderr: INFO (default) each stage with its time; DEBUG adds the SDK's detail
+
+configuration: {config}
+  prompts per modality, profile, series_rules, allow_non_dicom_files, allow_random_weights, device,
+  montage_slices, and pipeline: overrides of the pipeline knobs, whose defaults are the bundle's
+  {bundle}; every key and its range: docs/app.md
+
+environment:
+  DIFFUGTS_APP_CONFIG=PATH.json               replaces the configuration file
+  DIFFUGTS_PROMPTS='{{"CT": ["liver tumor"]}}'  replaces the prompts of the modalities named
+  DIFFUGTS_SERIES_RULES=PATH.json             replaces the series selection rules
+  HOLOSCAN_INPUT_PATH, HOLOSCAN_OUTPUT_PATH, HOLOSCAN_MODEL_PATH
+                                              replace -i, -o, -m (a MAP sets them)
+  HOLOSCAN_LOG_LEVEL=INFO                     Holoscan's scheduler log (default CRITICAL)
+
+exit status: 0 when the outputs are written; 1 for a user mistake (one line "diffugts: error: ..."
+on stderr naming the file, folder or variable at fault) or a stop by SIGTERM, SIGINT or SIGHUP.
+"""
 
 
 class DiffuGTSApp(Application):
@@ -73,14 +111,16 @@ class DiffuGTSApp(Application):
         output_folder = self.staged.folder  # every operator writes here; main() commits it
         config = AppConfig.load(CONFIG_PATH)
         explicit_models = bool(context.args.get("model")) or "HOLOSCAN_MODEL_PATH" in os.environ
-        weights = resolve_weights(context.model_path, explicit=explicit_models, profile=config.profile)
+        weights = resolve_weights(
+            context.model_path, explicit=explicit_models, profile=config.profile, allow_random=config.allow_random_weights
+        )
 
         loader = DICOMInputLoaderOperator(
             self, CountCondition(self, 1), input_folder=input_folder,
             allow_non_dicom_files=config.allow_non_dicom_files, name="dicom_loader",
         )
         selector = ClinicalSeriesSelectorOperator(self, rules_file=config.series_rules, name="series_selector")
-        to_volume = DICOMSeriesToVolumeOperator(self, name="series_to_volume")
+        to_volume = SeriesToVolumeOperator(self, name="series_to_volume")
         model = DiffuGTSOperator(self, config=config, weights=weights, name="diffugts")
         seg_writer = DiffuGTSSegWriterOperator(self, output_folder=output_folder, name="seg_writer")
         report = ReportOperator(self, output_folder=output_folder, config=config, rules=selector.rules, name="report")
@@ -106,7 +146,9 @@ def _app_context(argv: Sequence[str]):
     for attempt in range(2):
         try:
             with contextlib.redirect_stderr(messages):
-                return Application.init_app_context(argv)
+                context = Application.init_app_context(argv)
+            _log_to_stderr(messages)
+            return context
         except SystemExit as exit_:
             if not exit_.code:  # --help
                 raise
@@ -118,6 +160,52 @@ def _app_context(argv: Sequence[str]):
         except OSError as error:
             raise UserError(f"cannot create the output folder {error.filename}: {error.strerror}") from None
     raise AssertionError("unreachable")
+
+
+class _SdkDetail(logging.Filter):
+    """The SDK's INFO lines ("On attribute: 'Modality' to match value ...") become DEBUG lines, and
+    so does its notice that the optional nvimgcodec decoder is absent (pydicom's decoders are used)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        sdk = record.pathname.startswith(_SDK_FOLDER)
+        if sdk and (record.levelno == logging.INFO or "nvimgcodec" in record.getMessage()):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
+class _CurrentStderr:
+    """``sys.stderr`` at the moment a record is written (a pytest capture, a redirect included)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _log_to_stderr(captured: io.StringIO) -> None:
+    """Point the SDK's log handlers back at stderr.
+
+    The SDK's ``dictConfig`` runs while the parser's messages are captured, and its
+    ``StreamHandler`` binds the stream of that moment: without this every log line would go into
+    ``captured``. The level stays the one asked for (``-l``, else the SDK's INFO); the SDK's own
+    step-by-step log is shown at DEBUG (:class:`_SdkDetail`).
+    """
+    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger))]
+    for handler in {h for lg in loggers for h in lg.handlers}:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is captured:
+            handler.setStream(_CurrentStderr())  # type: ignore[arg-type]
+            handler.addFilter(_SdkDetail())
+
+
+def help_text(argv: Sequence[str]) -> str:
+    """``--help``: the SDK parser's options, with what they mean here, the configuration and the
+    environment. (Holoscan's own ``--help``, which the application would print, knows none of them.)"""
+    sdk_help = io.StringIO()
+    with contextlib.redirect_stdout(sdk_help), contextlib.suppress(SystemExit):
+        parse_args([argv[0], "--help"])
+    return _HELP.format(version=__version__, sdk_help=sdk_help.getvalue().strip(), config=CONFIG_PATH, bundle=BUNDLE_INFERENCE_CONFIG)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -133,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     graph has succeeded, the SEG last (:mod:`scripts.output_staging`).
     """
     start = time.perf_counter()
+    if any(arg in ("-h", "--help") for arg in (sys.argv if argv is None else argv)[1:]):
+        print(help_text(sys.argv if argv is None else argv))
+        return 0
     app = None
     try:
         with stop_on_signals(prefix="diffugts: error:"):
@@ -156,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException:
         _discard(app)
         raise
-    logger.info("done in %.1f s", time.perf_counter() - start)
+    logger.info("done in %.1f s: outputs in %s", time.perf_counter() - start, app.output_folder)
     for label, name in (("SEG", SEG_FILE_NAME), ("montage", MONTAGE_FILE_NAME), ("provenance", PROVENANCE_FILE_NAME)):
         print(f"{label}: {app.output_folder / name}")
     return 0

@@ -5,13 +5,14 @@ One operator per module. The SDK's DICOM operators are reused where they fit:
 * :mod:`.dicom_input`: the SDK's loader, refusing folders that are not a DICOM export.
 * :mod:`.series_rules`: the SDK's series selector plus slice-count, orientation and
   reconstructability checks (rules in ``default_series_rules.json``).
-* the SDK's ``DICOMSeriesToVolumeOperator`` (used as is).
+* the SDK's ``DICOMSeriesToVolumeOperator`` (used as is, timed: :mod:`.stages`).
 * :mod:`.diffugts_operator`: the bundle's pipeline on the selected series.
 * :mod:`.seg_writer`: a DICOM SEG with one coded segment per prompt (highdicom).
 * :mod:`.report_operator`: a PNG montage and a provenance JSON.
 
 Helpers: :mod:`.app_config` (prompts and knobs), :mod:`.volume_geometry` (array axes and RAS
-affine of a series), :mod:`.output_files` (atomic writes).
+affine of a series), :mod:`.output_files` (atomic writes), :mod:`.stages` (each stage and the
+patches of long volumes in the log).
 """
 
 __version__ = "0.1.0"

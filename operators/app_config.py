@@ -9,6 +9,10 @@ and environment variables that a PACS integration or a MAP deployment sets witho
 * ``DIFFUGTS_SERIES_RULES``: path of a series selection rules file (the SDK's JSON rules format,
   see :mod:`operators.series_rules`).
 
+The pipeline knobs' defaults are the bundle's: the top-level values of ``configs/inference.json``
+next to the ``scripts`` package (:data:`BUNDLE_INFERENCE_CONFIG`), so that the app and the bundle
+cannot drift apart; the app's ``pipeline`` only overrides them.
+
 Example:
     >>> config = AppConfig.from_mapping({"prompts": {"CT": ["liver tumor"]}})
     >>> config.prompts_for("CT")
@@ -17,19 +21,24 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+import scripts
 import torch
 from scripts import Modality, PipelineConfig
 from scripts.errors import UserError
 from scripts.foundation import PROFILES
 from scripts.text import validate_prompt
 
-__all__ = ["AppConfig", "ENV_APP_CONFIG", "ENV_PROMPTS", "ENV_SERIES_RULES", "MAX_PROMPTS_PER_MODALITY"]
+__all__ = [
+    "AppConfig", "ENV_APP_CONFIG", "ENV_PROMPTS", "ENV_SERIES_RULES", "MAX_PROMPTS_PER_MODALITY", "BUNDLE_INFERENCE_CONFIG",
+    "bundle_knob_defaults",
+]
 
 ENV_APP_CONFIG = "DIFFUGTS_APP_CONFIG"
 ENV_PROMPTS = "DIFFUGTS_PROMPTS"
@@ -38,9 +47,14 @@ ENV_SERIES_RULES = "DIFFUGTS_SERIES_RULES"
 MAX_PROMPTS_PER_MODALITY = 16
 
 _PIPELINE_KNOBS = {f.name for f in fields(PipelineConfig)} - {"progress", "maps"}
+#: Where the knobs' defaults come from (in a MAP: ``/opt/holoscan/lib/configs``, staged with ``scripts``).
+BUNDLE_INFERENCE_CONFIG = Path(scripts.__file__).resolve().parent.parent / "configs" / "inference.json"
 #: The app reports the AOVA map's maximum; the pseudo-healthy image is never sent to PACS.
 _APP_MAPS = ("aova_map",)
-_TOP_LEVEL_KEYS = {"description", "profile", "prompts", "pipeline", "series_rules", "allow_non_dicom_files", "device", "montage_slices"}
+_TOP_LEVEL_KEYS = {
+    "description", "profile", "prompts", "pipeline", "series_rules", "allow_non_dicom_files", "allow_random_weights", "device",
+    "montage_slices",
+}
 
 
 @dataclass(frozen=True)
@@ -52,10 +66,14 @@ class AppConfig:
         profile: ``auto`` (the models folder's name when it names a profile, else ``mini``),
             ``mini`` or ``maisi``.
         pipeline: keyword arguments of :class:`scripts.PipelineConfig` (``num_steps``, ``seed``,
-            ``threshold`` ...); validated when the pipeline is built.
+            ``threshold`` ...): the bundle's defaults (:func:`bundle_knob_defaults`) with the
+            configuration's overrides.
         series_rules: a selection rules file, or ``None`` for the default rules.
         allow_non_dicom_files: when false (default) an input folder holding non-DICOM files is
             refused, because it suggests the wrong folder was given.
+        allow_random_weights: the research switch: a network whose weights file is missing runs
+            on a seeded random initialisation (its masks mean nothing; the SEG says so) instead
+            of the run being refused.
         device: ``cpu``, ``cuda`` or ``None`` (CUDA when available).
         montage_slices: slices shown in the report's PNG montage, 1 to 64.
     """
@@ -65,6 +83,7 @@ class AppConfig:
     pipeline: Mapping[str, Any] = field(default_factory=dict)
     series_rules: Path | None = None
     allow_non_dicom_files: bool = False
+    allow_random_weights: bool = False
     device: str | None = None
     montage_slices: int = 12
 
@@ -122,6 +141,7 @@ class AppConfig:
         profile = data.get("profile") or "auto"
         if profile not in ("auto", "mini", "maisi"):
             raise UserError(f"profile must be 'auto', 'mini' or 'maisi', got {profile!r}")
+        pipeline = {**bundle_knob_defaults(), **pipeline}
         _check_pipeline(pipeline, profile)
         device = _check_device(data.get("device"))
         montage_slices = data.get("montage_slices", 12)
@@ -135,12 +155,16 @@ class AppConfig:
         allow = data.get("allow_non_dicom_files", False)
         if not isinstance(allow, bool):
             raise UserError(f"allow_non_dicom_files must be true or false, got {allow!r}")
+        allow_random = data.get("allow_random_weights", False)
+        if not isinstance(allow_random, bool):
+            raise UserError(f"allow_random_weights must be true or false, got {allow_random!r}")
         return cls(
             prompts=prompts,
             profile=profile,
             pipeline=dict(pipeline),
             series_rules=Path(rules) if rules is not None else None,
             allow_non_dicom_files=allow,
+            allow_random_weights=allow_random,
             device=device,
             montage_slices=montage_slices,
         )
@@ -157,8 +181,8 @@ class AppConfig:
         return prompts
 
     def pipeline_config(self) -> PipelineConfig:
-        """The pipeline knobs as a :class:`scripts.PipelineConfig` (progress bars off: the app logs;
-        only the maps the app uses are brought back to the input grid)."""
+        """The pipeline knobs as a :class:`scripts.PipelineConfig` (progress bars off: the model
+        step turns them on as log lines; only the maps the app uses are brought back to the input grid)."""
         knobs = dict(self.pipeline)
         for key in ("patch_size", "working_spacing"):
             if knobs.get(key) is not None:
@@ -173,9 +197,34 @@ class AppConfig:
             "pipeline": dict(self.pipeline),
             "series_rules": str(self.series_rules) if self.series_rules else None,
             "allow_non_dicom_files": self.allow_non_dicom_files,
+            "allow_random_weights": self.allow_random_weights,
             "device": self.device,
             "montage_slices": self.montage_slices,
         }
+
+
+@functools.lru_cache(maxsize=4)
+def _bundle_knobs(path: Path) -> tuple[tuple[str, Any], ...]:
+    data = _read_json_object(path, "bundle inference configuration")
+    missing = sorted(_PIPELINE_KNOBS - set(data))
+    if missing:
+        raise UserError(f"bundle inference configuration {path} lacks the pipeline knob(s) {', '.join(missing)}")
+    knobs = {name: data[name] for name in sorted(_PIPELINE_KNOBS)}
+    code = [name for name, value in knobs.items() if isinstance(value, str) and value[:1] in ("$", "@", "%")]
+    if code:  # read as data: an expression would not be evaluated, and would not be a default
+        raise UserError(f"bundle inference configuration {path}: knob(s) {', '.join(code)} must be plain values, not config code")
+    return tuple((name, json.dumps(value)) for name, value in knobs.items())
+
+
+def bundle_knob_defaults(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The pipeline knobs' defaults: the top-level values of the bundle's ``inference.json``
+    (``path``, default :data:`BUNDLE_INFERENCE_CONFIG`).
+
+    Raises:
+        UserError: the file is missing or unreadable (a MAP staged without the bundle's
+            ``configs``), lacks a knob, or gives one as config code.
+    """
+    return {name: json.loads(value) for name, value in _bundle_knobs(Path(path or BUNDLE_INFERENCE_CONFIG))}
 
 
 def _check_pipeline(pipeline: Mapping[str, Any], profile: str) -> None:

@@ -21,6 +21,8 @@ from pydicom.misc import is_dicom
 from pydicom.uid import MediaStorageDirectoryStorage
 from scripts.errors import UserError
 
+from .stages import stage
+
 __all__ = ["DICOMInputLoaderOperator", "list_input_files", "damaged_files", "is_dicomdir", "patients_problem"]
 
 logger = logging.getLogger(__name__)
@@ -136,6 +138,7 @@ class DICOMInputLoaderOperator(DICOMDataLoaderOperator):
         self.allow_non_dicom_files = bool(allow_non_dicom_files)
         super().__init__(fragment, *args, input_folder=Path(input_folder), must_load=True, **kwargs)
 
+    @stage("DICOM loading")
     def load_data_to_studies(self, input_path: Path):
         input_path = Path(input_path)
         dicom_files, other_files = list_input_files(input_path)
@@ -156,6 +159,9 @@ class DICOMInputLoaderOperator(DICOMDataLoaderOperator):
             logger.warning("%s: ignored", message)
         logger.info("loading %d DICOM file(s) from %s", len(dicom_files), input_path)
         try:
+            # The SDK's private _load_data(files): its public load_data_to_studies(folder) would read
+            # every file of the folder (stray files, a DICOMDIR) and warn about each in its own words.
+            # What is relied upon is pinned by tests/operators/test_dicom_input.py (SDK 4.0.0).
             studies = self._load_data([str(path) for path in dicom_files])
         except Exception as error:  # pydicom raises many types for damaged files
             raise UserError(f"cannot read the DICOM files in {input_path}: {_first_line(error)}") from None

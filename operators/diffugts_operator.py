@@ -9,6 +9,7 @@ belong to.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -27,9 +28,12 @@ from scripts import Modality, SegmentationResult, build_pipeline
 from scripts.errors import UserError
 from scripts.foundation import PROFILES
 from scripts.pipeline import WEIGHT_FILES
+from scripts.preprocessing import plausibility_warnings
+from transformers.utils import logging as transformers_logging
 
 from .app_config import AppConfig
 from .series_rules import series_folder
+from .stages import patch_progress, stage
 from .volume_geometry import series_affine, slices_to_xyz, xyz_to_slices
 
 __all__ = ["EMBEDDED_MODELS", "WeightsChoice", "resolve_weights", "SegmentationRun", "DiffuGTSOperator"]
@@ -49,7 +53,9 @@ class WeightsChoice:
     source: str
 
 
-def resolve_weights(model_path: str | os.PathLike | None, *, explicit: bool, profile: str = "auto") -> WeightsChoice:
+def resolve_weights(
+    model_path: str | os.PathLike | None, *, explicit: bool, profile: str = "auto", allow_random: bool = False
+) -> WeightsChoice:
     """Find the weights folder for the application's model path.
 
     Layouts accepted: a folder holding the weight files (``autoencoder.pt``,
@@ -62,9 +68,13 @@ def resolve_weights(model_path: str | os.PathLike | None, *, explicit: bool, pro
             path falls back to the embedded default.
         profile: ``auto`` takes the folder's name when it is a profile name (``mini``,
             ``maisi``), else ``mini``.
+        allow_random: the research switch (``allow_random_weights`` in the configuration): a
+            missing file leaves its network at a seeded random initialisation.
 
     Raises:
-        UserError: an explicit path that holds no weights, or a file instead of a folder.
+        UserError: an explicit path that holds no weights, or a file instead of a folder; a
+            weights file missing from the folder used, unless ``allow_random``. The networks would
+            run on random weights and give a confident, meaningless mask (a whole-field "tumor").
     """
     path = Path(model_path) if model_path else None
     if path is None or not path.exists():
@@ -81,6 +91,13 @@ def resolve_weights(model_path: str | os.PathLike | None, *, explicit: bool, pro
             folder, source = EMBEDDED_MODELS, "embedded default"
     if profile == "auto":
         profile = folder.name if folder.name in PROFILES else "mini"
+    missing = [folder / name for name in WEIGHT_FILES.values() if not (folder / name).is_file()]
+    if missing and not allow_random:
+        raise UserError(
+            f"weights file(s) {', '.join(map(str, missing))} missing ({source}): the networks would run on random "
+            "weights and the masks would mean nothing; add the file(s), or (research only) set allow_random_weights "
+            "in the configuration"
+        )
     return WeightsChoice(profile=profile, folder=folder if folder.is_dir() else None, source=source)
 
 
@@ -110,6 +127,7 @@ class SegmentationRun:
         pipeline_config: the knobs of the run (validated).
         stage_seconds: the pipeline's wall time per stage.
         seconds: wall time of the whole model step (pipeline build excluded).
+        warnings: what looked implausible about the input (logged, and kept in the provenance).
     """
 
     study_selected_series: list[StudySelectedSeries]
@@ -124,6 +142,7 @@ class SegmentationRun:
     pipeline_config: dict[str, Any]
     stage_seconds: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def study(self) -> DICOMStudy:
@@ -136,6 +155,11 @@ class SegmentationRun:
     @property
     def selection_name(self) -> str:
         return self.study_selected_series[0].selected_series[0].selection_name
+
+    @property
+    def untrained(self) -> list[str]:
+        """The networks left at a random initialisation (only with ``allow_random_weights``)."""
+        return [key for key, value in self.weights.items() if value.startswith("random-init")]
 
     def mask_slices(self, index: int) -> np.ndarray:
         """Mask of prompt ``index`` in (slice, row, column) order, uint8 {0, 1}."""
@@ -170,11 +194,16 @@ class DiffuGTSOperator(Operator):
         logger.info(
             "building the '%s' pipeline from %s (%s)", weights.profile, weights.folder or "no weights folder", weights.source
         )
-        self.pipeline = build_pipeline(
-            weights.profile, weights_dir=weights.folder, device=config.device, config=config.pipeline_config()
-        )
+        # Progress on: segment() turns the bars into log lines (operators.stages.patch_progress).
+        # The text encoder's "Loading weights" bar would put carriage returns into the log.
+        transformers_logging.disable_progress_bar()
+        with stage("pipeline build (weights, networks, text encoder)"):
+            self.pipeline = build_pipeline(
+                weights.profile, weights_dir=weights.folder, device=config.device,
+                config=dataclasses.replace(config.pipeline_config(), progress=True),
+            )
         if any(value.startswith("random-init") for value in self.pipeline.weights.values()):
-            logger.warning("some weights are missing (%s): the masks mean nothing", self.pipeline.weights)
+            logger.warning("allow_random_weights: some networks are untrained (%s): the masks mean nothing", self.pipeline.weights)
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec) -> None:
@@ -197,6 +226,10 @@ class DiffuGTSOperator(Operator):
             raise ValueError(f"the series gave a {volume.shape} array for {len(datasets)} slices: cannot place the masks")
         modality = Modality.parse(series.Modality)
         prompts = self.config.prompts_for(modality)
+        # The bundle's checks (an MR of CT numbers, a CT without air, a thin slab): warned, not refused.
+        warnings = [f"series {series.SeriesInstanceUID} ({modality.value}): {w}" for w in plausibility_warnings(slices_to_xyz(volume), modality)]
+        for warning in warnings:
+            logger.warning("%s", warning)
         # Rounded to float32, the precision of a NIfTI header: the DICOM path and the bundle's
         # NIfTI inference then segment the same geometry bit for bit (the change is < 1e-7 relative).
         affine = series_affine(datasets, space="RAS").astype(np.float32).astype(np.float64)
@@ -205,7 +238,8 @@ class DiffuGTSOperator(Operator):
             modality.value, series.SeriesInstanceUID, *volume.shape, ", ".join(repr(p) for p in prompts),
         )
         try:
-            output = self.pipeline.segment(slices_to_xyz(volume), affine=affine, modality=modality, prompts=list(prompts))
+            with stage("segmentation"), patch_progress():
+                output = self.pipeline.segment(slices_to_xyz(volume), affine=affine, modality=modality, prompts=list(prompts))
         except UserError as error:  # a bad volume (NaN voxels, too large): name the series and its files
             raise UserError(f"series {series.SeriesInstanceUID} in {series_folder(series)}: {error}") from None
         for result in output.results:
@@ -223,6 +257,7 @@ class DiffuGTSOperator(Operator):
             pipeline_config=_config_record(self.pipeline.config),
             stage_seconds=dict(output.stage_seconds),
             seconds=time.perf_counter() - start,
+            warnings=warnings,
         )
 
 

@@ -35,6 +35,7 @@ from .app_config import AppConfig  # noqa: E402
 from .diffugts_operator import SegmentationRun  # noqa: E402
 from .output_files import atomic_path  # noqa: E402
 from .series_rules import SelectionRule, describe_rules  # noqa: E402
+from .stages import stage  # noqa: E402
 
 __all__ = ["MONTAGE_FILE_NAME", "PROVENANCE_FILE_NAME", "ReportOperator", "montage_slices", "display_window", "provenance_record"]
 
@@ -87,8 +88,10 @@ def render_montage(run: SegmentationRun, path: Path, count: int) -> list[int]:
                     axis.set_title(f"slice {k + 1}/{run.volume.shape[0]}", fontsize=8)
             axes[2 * p][0].set_ylabel(f"{result.prompt.prompt}\nmask {result.tumor_volume_ml:.1f} mL", fontsize=8)
             axes[2 * p + 1][0].set_ylabel(f"{result.prompt.prompt}\nAOVA map", fontsize=8)
+    untrained = f", UNTRAINED {'+'.join(run.untrained)}" if run.untrained else ""
     figure.suptitle(
-        f"DiffuGTS ({run.profile}) on {run.modality.value} series {run.series.SeriesInstanceUID}: research use only", fontsize=9
+        f"DiffuGTS ({run.profile}{untrained}) on {run.modality.value} series {run.series.SeriesInstanceUID}: research use only",
+        fontsize=9,
     )
     figure.tight_layout()
     with atomic_path(path) as partial:
@@ -128,6 +131,7 @@ def provenance_record(
             "shape_slices_rows_columns": list(run.volume.shape),
             "spacing_mm_xyz": [round(float(s), 6) for s in spacing],
             "affine_ras_xyz": np.round(run.affine, 6).tolist(),
+            "warnings": list(run.warnings),
         },
         "output": {
             "seg_file": seg_path.name,
@@ -185,6 +189,7 @@ class ReportOperator(Operator):
     def compute(self, op_input, op_output, context) -> None:
         self.write(op_input.receive("segmentation"), Path(op_input.receive("seg_path")))
 
+    @stage("report (montage, provenance)")
     def write(self, run: SegmentationRun, seg_path: Path) -> tuple[Path, Path]:
         start = time.perf_counter()
         montage = self.output_folder / MONTAGE_FILE_NAME

@@ -20,10 +20,16 @@ encode the prompts, and is written in UTF-8 (``ISO_IR 192``) otherwise.
 Every source slice gets one frame per segment (empty frames are kept: viewers such as OHIF
 misplace SEGs with omitted frames), so the SEG references every source instance and its frames
 carry the source slices' positions and orientation.
+
+Series Date and Time are the SEG's creation, equal to its Content Date and Time (highdicom
+leaves them out unless given, the SDK's SEG writer sets them; PACS and viewers list and sort
+series by them). A run with untrained networks (the
+``allow_random_weights`` research switch) says so in its Series and Content Description.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 from pathlib import Path
@@ -39,10 +45,11 @@ from pydicom.sr.coding import Code
 from . import __version__
 from .diffugts_operator import SegmentationRun
 from .output_files import atomic_path
+from .stages import stage
 
 __all__ = [
     "SEG_FILE_NAME", "SEG_SERIES_NUMBER", "DiffuGTSSegWriterOperator", "segment_description", "organ_code",
-    "build_segmentation", "seg_character_set",
+    "build_segmentation", "seg_character_set", "series_description",
 ]
 
 logger = logging.getLogger(__name__)
@@ -124,11 +131,19 @@ def segment_description(number: int, run: SegmentationRun, index: int) -> hd.seg
     )
 
 
+def series_description(run: SegmentationRun) -> str:
+    """The SEG's Series Description: the profile, and which networks are untrained if any."""
+    if run.untrained:
+        return f"DiffuGTS ({run.profile}) UNTRAINED {'+'.join(run.untrained)}: research only"[:_LO_MAX]
+    return f"DiffuGTS ({run.profile}): research use only"[:_LO_MAX]
+
+
 def build_segmentation(run: SegmentationRun) -> hd.seg.Segmentation:
     """The SEG dataset of ``run``: frames ``(slice, row, column, segment)`` on the source slices."""
     masks = np.stack([run.mask_slices(i) for i in range(len(run.results))], axis=-1).astype(bool)
     descriptions = [segment_description(i + 1, run, i) for i in range(len(run.results))]
     texts = [text for d in descriptions for text in (d.SegmentLabel, d.SegmentationAlgorithmIdentificationSequence[0].AlgorithmParameters)]
+    now = datetime.datetime.now()
     return hd.seg.Segmentation(
         source_images=run.source_datasets,
         pixel_array=masks,
@@ -142,11 +157,13 @@ def build_segmentation(run: SegmentationRun) -> hd.seg.Segmentation:
         manufacturer_model_name=f"DiffuGTS {run.profile}",
         software_versions=__version__,
         device_serial_number="0",
-        series_description=f"DiffuGTS ({run.profile}): research use only"[:_LO_MAX],
+        series_description=series_description(run),
         content_label="DIFFUGTS",
-        content_description="Zero-shot text-prompted tumor segmentation",
+        content_description="Random weights (allow_random_weights): masks mean nothing" if run.untrained
+        else "Zero-shot text-prompted tumor segmentation",
         omit_empty_frames=False,
         specific_character_set=seg_character_set(run.source_datasets[0], texts),
+        content_date=now.date(), content_time=now.time(), series_date=now.date(), series_time=now.time(),
     )
 
 
@@ -173,6 +190,7 @@ class DiffuGTSSegWriterOperator(Operator):
         run = op_input.receive("segmentation")
         op_output.emit(self.write(run), "seg_path")
 
+    @stage("SEG writing")
     def write(self, run: SegmentationRun) -> Path:
         seg = build_segmentation(run)
         path = self.output_folder / SEG_FILE_NAME

@@ -38,10 +38,12 @@ from monai.deploy.core.domain.dicom_series import DICOMSeries
 from monai.deploy.core.domain.dicom_series_selection import SelectedSeries, StudySelectedSeries
 from monai.deploy.operators import DICOMSeriesSelectorOperator
 from pydicom import Dataset
+from pydicom.multival import MultiValue
 from pydicom.pixels import get_decoder
 from pydicom.pixels.utils import get_expected_length
 from scripts.errors import UserError
 
+from .stages import stage
 from .volume_geometry import slice_normal
 
 __all__ = [
@@ -165,6 +167,14 @@ def series_folder(series: DICOMSeries) -> str:
     files = [getattr(ds, "filename", None) for ds in _datasets(series)]
     parents = {str(Path(f).parent) for f in files if isinstance(f, (str, os.PathLike))}
     return os.path.commonpath(sorted(parents)) if parents else "?"
+
+
+def _attribute_text(series: DICOMSeries, keyword: str) -> str:
+    """The value of ``keyword`` in the series' first slice as DICOM writes it (``A\\B``), or ``absent``."""
+    value = _datasets(series)[0].get(keyword) if series.get_sop_instances() else None
+    if value is None or value == "":
+        return "absent"
+    return "\\".join(map(str, value)) if isinstance(value, (list, tuple, MultiValue)) else str(value)
 
 
 def _datasets(series: DICOMSeries) -> list[Dataset]:
@@ -334,6 +344,7 @@ class ClinicalSeriesSelectorOperator(DICOMSeriesSelectorOperator):
         self.rules_source = str(rules_file) if rules_file else "default"
         super().__init__(fragment, *args, rules=rules_text, all_matched=True, sort_by_sop_instance_count=True, **kwargs)
 
+    @stage("series selection")
     def filter(self, selection_rules, dicom_study_list, all_matched: bool = False, sort_by_sop_instance_count: bool = False) -> list[StudySelectedSeries]:
         studies = list(dicom_study_list or [])
         all_series = [(study, series) for study in studies for series in study.get_all_series()]
@@ -363,16 +374,37 @@ class ClinicalSeriesSelectorOperator(DICOMSeriesSelectorOperator):
         details = "; ".join(
             f"{series.SeriesInstanceUID} ({getattr(series, 'Modality', '?')}, {len(series.get_sop_instances())} image(s) "
             f"in {series_folder(series)}): "
-            f"{reasons.get(id(series)) or modality_problem(series) or problems[id(series)] or 'matches no selection rule'}"
-            for _, series in all_series
+            f"{reasons.get(id(series)) or modality_problem(series) or problems[id(series)] or self._unmatched(study, series)}"
+            for study, series in all_series
         )
         raise UserError(f"no usable series in the input ({len(all_series)} found; rules: {self.rules_source}): {details}")
 
-    def _matching(self, rule: SelectionRule, study) -> list[DICOMSeries]:
+    def _matching(self, rule: SelectionRule, study, conditions: dict[str, Any] | None = None) -> list[DICOMSeries]:
+        """The series of ``study`` that the SDK's matching finds for ``conditions`` (default: the
+        rule's), through its public ``filter`` on a one-selection rules object."""
+        rules = {"selections": [{"name": rule.name, "conditions": conditions or rule.conditions}]}
         try:
-            return self._select_series(rule.conditions, study, all_matched=True)
+            found = DICOMSeriesSelectorOperator.filter(self, rules, [study], all_matched=True)
         except (NotImplementedError, AttributeError, TypeError, ValueError, IndexError) as error:
             raise UserError(f"series rule '{rule.name}' cannot be applied: {error}") from None
+        return [selected.series for selection in found for selected in selection.selected_series]
+
+    def _unmatched(self, study, series: DICOMSeries) -> str:
+        """Why no rule matches ``series``: the conditions it fails of the nearest rule (the one
+        it fails the fewest conditions of; the first of those in the rules' order)."""
+        nearest: tuple[SelectionRule, list[str]] | None = None
+        for rule in self.rules:
+            failing = [
+                keyword for keyword, value in rule.conditions.items()
+                if not any(found is series for found in self._matching(rule, study, {keyword: value}))
+            ]
+            if nearest is None or len(failing) < len(nearest[1]):
+                nearest = (rule, failing)
+        if nearest is None or not nearest[1]:
+            return "matches no selection rule"
+        rule, failing = nearest
+        shown = "; ".join(f"{keyword} is {_attribute_text(series, keyword)}, the rule wants {rule.conditions[keyword]!r}" for keyword in failing)
+        return f"matches no selection rule (nearest: '{rule.name}', {shown})"
 
     @staticmethod
     def _extension_problem(rule: SelectionRule, series: DICOMSeries) -> str | None:

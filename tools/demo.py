@@ -32,6 +32,7 @@ if str(ROOT / "bundle") not in sys.path:
 import pydicom  # noqa: E402
 from pydicom.dataset import FileDataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid  # noqa: E402
+from scripts.metrics import dice_score  # noqa: E402  (the benchmark's DSC, so the demo's figure is the same)
 
 __all__ = ["slice_stack", "write_ct_series", "seg_frames_by_source", "main"]
 
@@ -212,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seg_path = results / "diffugts_seg.dcm"
     predicted = seg_frames_by_source(seg_path, files).astype(bool)
     truth = slice_stack(case.tumor_mask, case.affine)[0].astype(bool)
-    overlap = 2.0 * np.logical_and(predicted, truth).sum() / max(int(predicted.sum() + truth.sum()), 1)
+    overlap = dice_score(predicted, truth)
     print(f"\nDiffuGTS demo ({seconds:.0f} s for the application):")
     print(f"  input DICOM CT series: {dicom_folder.absolute()} ({len(files)} slices)")
     print(f"  DICOM SEG:             {seg_path.absolute()}")

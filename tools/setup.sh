@@ -29,4 +29,13 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install -q -r requirements.txt
     echo "$want" > "$stamp"
 fi
+# OHIF v3's SEG loader for the viewer test, pinned in tools/npm-packages.txt, into .cache/npm.
+npm_stamp=.cache/npm/.packages.sha256
+npm_want=$(sha256sum tools/npm-packages.txt | cut -d' ' -f1)
+if command -v npm >/dev/null && { [ ! -f "$npm_stamp" ] || [ "$(cat "$npm_stamp")" != "$npm_want" ]; }; then
+    echo "setup: installing npm packages from tools/npm-packages.txt (pinned)"
+    mkdir -p .cache/npm
+    npm install --silent --no-audit --no-fund --prefix .cache/npm $(sed -e 's/#.*//' tools/npm-packages.txt)
+    echo "$npm_want" > "$npm_stamp"
+fi
 echo "setup: ready (.venv)"

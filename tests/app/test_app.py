@@ -2,7 +2,10 @@
 clear refusals that write nothing and touch nothing."""
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import highdicom as hd
@@ -11,6 +14,7 @@ import pydicom
 import pytest
 from app_helpers import (
     FAST_CONFIG,
+    ROOT,
     assert_frames_on_source_slices,
     dciodvfy_errors,
     nifti_inference,
@@ -188,3 +192,56 @@ def test_a_second_run_creating_the_same_output_folder_at_once_is_not_refused(tmp
     app_folder = str(Path(__file__).resolve().parents[2] / "app")
     context = _app_context([app_folder, "-i", str(tmp_path / "in"), "-o", str(output)])
     assert context.output_path == output and output.is_dir() and calls.count(output) == 1
+
+
+def test_the_log_reaches_stderr_with_each_stage_and_its_time(app_env, phantom_ct, tmp_path, monkeypatch, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**FAST_CONFIG, "allow_non_dicom_files": True, "prompts": {"CT": ["liver tumor"]}}))
+    monkeypatch.setenv("DIFFUGTS_APP_CONFIG", str(config))
+    folder = tmp_path / "input"
+    _series_with_junk(folder, phantom_ct)
+    assert run_app(folder, tmp_path / "out") == 0
+    stderr = capsys.readouterr().err
+    assert "[WARNING] (operators.dicom_input) - input folder" in stderr and "non-DICOM file(s) (DICOMDIR.txt): ignored" in stderr
+    for name in ("pipeline build", "DICOM loading", "series selection", "series to volume", "segmentation", "SEG writing", "report"):
+        assert re.search(rf"\[INFO\] \(diffugts.progress\) - {name}[^\n]*: done in \d+\.\d\d s", stderr), name
+    assert "stage times (s): preprocessing" in stderr and f"outputs in {tmp_path / 'out'}" in stderr
+    assert "On attribute" not in stderr and "[DEBUG]" not in stderr  # the SDK's step-by-step log is DEBUG
+    assert "\r" not in stderr
+
+
+def test_a_higher_log_level_keeps_only_warnings(app_env, phantom_ct, tmp_path, capsys):
+    assert run_app(phantom_ct.folder, tmp_path / "out", "-l", "WARN") == 0
+    assert "[INFO]" not in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_command_line_logs_at_the_level_asked_for(app_env, phantom_ct, tmp_path):
+    # The real command: the SDK configures logging while the app catches the parser's messages,
+    # which once sent every line into that capture.
+    folder = tmp_path / "input"
+    shutil.copytree(phantom_ct.folder, folder)
+    command = [sys.executable, str(ROOT / "app"), "-i", str(folder), "-o", str(tmp_path / "out"), "-l", "DEBUG"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[DEBUG] (root) -     On attribute: 'Modality'" in result.stderr  # the SDK's detailed log
+    assert "[INFO] (diffugts.progress) - segmentation: done in" in result.stderr
+    assert "Loading weights" not in result.stderr  # no progress bar of the text encoder
+
+
+def test_help_describes_the_arguments_the_configuration_and_the_environment():
+    result = subprocess.run([sys.executable, str(ROOT / "app"), "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = result.stdout
+    for expected in ("--input INPUT, -i INPUT", "--output OUTPUT, -o OUTPUT", "--model MODEL, -m MODEL", "--log-level",
+                     "-i DICOM_DIR", "diffugts_seg.dcm", "autoencoder.pt, diffusion_unet.pt and diffugts_heads.pt",
+                     str(ROOT / "app" / "config.json"), "inference.json", "allow_random_weights",
+                     "DIFFUGTS_APP_CONFIG", "DIFFUGTS_PROMPTS", "DIFFUGTS_SERIES_RULES", "HOLOSCAN_MODEL_PATH", "exit status"):
+        assert expected in text, expected
+    assert "--driver" not in text  # Holoscan's own help, which knows nothing of the above
+
+
+def test_bad_arguments_are_still_one_line(tmp_path, capsys):
+    assert run_app(tmp_path / "absent", tmp_path / "out") == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("diffugts: error: ") and str(tmp_path / "absent") in line

@@ -44,3 +44,11 @@ def test_demo_prints_where_the_seg_and_png_are(app_env, tmp_path, capsys):
     files = sorted((tmp_path / "demo" / "dicom_ct").glob("*.dcm"))
     assert len(files) == 32 and seg_frames_by_source(seg, files).shape == (32, 40, 40)
     assert "Dice with the phantom's true tumor" in out
+
+
+def test_the_demo_reports_the_benchmarks_dice():
+    # One DSC in the project: the demo's figure is scripts.metrics.dice_score's, not a copy.
+    import tools.demo
+    from scripts.metrics import dice_score
+
+    assert tools.demo.dice_score is dice_score

@@ -50,13 +50,15 @@ def test_app_folder_is_a_python_module_application():
 
 
 def _write_random_weights(folder: Path) -> None:
-    """VAE and diffusion files in the official formats (heads left out: random-init)."""
+    """The three weights files, of random networks, in the official formats (a missing one is refused)."""
     from scripts.foundation import build_diffusion_unet, build_vae
+    from scripts.heads import heads_for_profile
 
     folder.mkdir(parents=True)
     torch.manual_seed(1)
     torch.save(build_vae("mini").state_dict(), folder / "autoencoder.pt")
     torch.save({"unet_state_dict": build_diffusion_unet("mini").state_dict(), "scale_factor": 1.0}, folder / "diffusion_unet.pt")
+    torch.save(heads_for_profile("mini").state_dict(), folder / "diffugts_heads.pt")
 
 
 @pytest.mark.slow
@@ -68,6 +70,7 @@ def test_staged_map_runs_with_the_holoscan_environment(phantom_ct, fast_config_f
     shutil.copytree(ROOT / "app", stage / "app", ignore=ignore)
     shutil.copytree(ROOT / "operators", stage / "lib" / "operators", ignore=ignore)
     shutil.copytree(ROOT / "bundle" / "scripts", stage / "lib" / "scripts", ignore=ignore)
+    shutil.copytree(ROOT / "bundle" / "configs", stage / "lib" / "configs", ignore=ignore)  # the knobs' defaults
     _write_random_weights(tmp_path / "weights" / "mini")
     models = Models().build(tmp_path / "weights")
     assert list(models) == ["mini"]
@@ -91,4 +94,4 @@ def test_staged_map_runs_with_the_holoscan_environment(phantom_ct, fast_config_f
     record = json.loads((tmp_path / "output" / "diffugts_provenance.json").read_text())
     assert record["weights_source"] == "models path" and record["profile"] == "mini"
     assert record["weights"]["vae"].startswith("autoencoder.pt sha256:")
-    assert record["weights"]["heads"].startswith("random-init")
+    assert record["weights"]["heads"].startswith("diffugts_heads.pt sha256:")

@@ -77,7 +77,7 @@ def test_bad_prompt_overrides_are_refused(config_file, environ, message):
         ({"allow_non_dicom_files": "yes"}, "allow_non_dicom_files must be true or false"),
         ({"prompts": {"CT": [f"finding {i}" for i in range(17)]}}, "at most 16 prompts"),
         ({"pipeline": {"working_spacing": 3}}, "working_spacing must be three voxel sizes in mm"),
-        ({"pipeline": {"seed": -1}}, "seed must be a number >= 0"),
+        ({"pipeline": {"seed": -1}}, "seed must be an integer >= 0"),
         ({"pipeline": [1]}, "pipeline must be an object"),
         ({"device": "cuda:x"}, "device must be"),
         ({"device": "cuda:99"}, "device 'cuda:99' is not available on this machine"),
@@ -104,3 +104,59 @@ def test_shipped_app_config_is_valid():
     config = AppConfig.load(CONFIG_PATH, environ={})
     assert config.prompts_for("CT") and config.prompts_for("MR")
     assert config.pipeline_config().progress is False
+
+
+def test_pipeline_knob_defaults_are_the_bundles_inference_config():
+    # One source: every knob the app takes has its default in the bundle's inference.json, and
+    # the app runs with exactly those values unless its configuration overrides them.
+    from dataclasses import fields
+
+    from app.app import CONFIG_PATH
+    from operators.app_config import BUNDLE_INFERENCE_CONFIG
+    from scripts import PipelineConfig
+
+    bundle = json.loads(BUNDLE_INFERENCE_CONFIG.read_text())
+    knobs = {f.name for f in fields(PipelineConfig)} - {"progress", "maps"}
+    config = AppConfig.load(CONFIG_PATH, environ={})
+    assert config.pipeline == {name: bundle[name] for name in knobs}
+    pipeline = config.pipeline_config()
+    for name in knobs:  # and the bundle's values are what PipelineConfig takes by default
+        assert getattr(pipeline, name) == getattr(PipelineConfig(), name), name
+
+
+def test_app_overrides_only_what_it_names_and_follows_the_bundle(tmp_path, monkeypatch):
+    from operators import app_config
+
+    bundle = json.loads(app_config.BUNDLE_INFERENCE_CONFIG.read_text())
+    changed = tmp_path / "inference.json"
+    changed.write_text(json.dumps({**bundle, "threshold": 0.3, "overlap": 0.5}))
+    monkeypatch.setattr(app_config, "BUNDLE_INFERENCE_CONFIG", changed)
+    config = AppConfig.from_mapping({"pipeline": {"overlap": 0.1}})
+    assert config.pipeline["threshold"] == 0.3 and config.pipeline["overlap"] == 0.1
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda data: data.pop("strength"), "lacks the pipeline knob"),
+        (lambda data: data.update(threshold="$0.5"), "must be plain values"),
+    ],
+)
+def test_a_bundle_config_the_app_cannot_read_is_refused(tmp_path, edit, message):
+    from operators import app_config
+
+    data = json.loads(app_config.BUNDLE_INFERENCE_CONFIG.read_text())
+    edit(data)
+    path = tmp_path / "inference.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=message):
+        app_config.bundle_knob_defaults(path)
+    with pytest.raises(ValueError, match="does not exist"):
+        app_config.bundle_knob_defaults(tmp_path / "absent.json")
+
+
+def test_the_research_switch_is_a_boolean_off_by_default():
+    assert AppConfig.from_mapping({}).allow_random_weights is False
+    assert AppConfig.from_mapping({"allow_random_weights": True}).as_dict()["allow_random_weights"] is True
+    with pytest.raises(ValueError, match="allow_random_weights must be true or false"):
+        AppConfig.from_mapping({"allow_random_weights": "yes"})

@@ -56,3 +56,34 @@ def test_empty_folder_is_refused(fragment, tmp_path):
 def test_a_file_instead_of_a_folder_is_refused(fragment, phantom_ct):
     with pytest.raises(ValueError, match="is not a folder"):
         _loader(fragment, phantom_ct.files[0])
+
+
+def test_the_sdk_loader_reads_exactly_the_files_it_is_given(fragment, phantom_ct, tmp_path):
+    # The loader calls the SDK's private DICOMDataLoaderOperator._load_data(files) on the DICOM
+    # files it kept: this pins what it relies on (SDK 4.0.0), so an upgrade that changes it fails
+    # here rather than in a user's run.
+    import inspect
+
+    from monai.deploy.operators import DICOMDataLoaderOperator
+
+    assert list(inspect.signature(DICOMDataLoaderOperator._load_data).parameters) == ["self", "files"]
+    folder = tmp_path / "series"
+    shutil.copytree(phantom_ct.folder, folder)
+    (folder / "stray.txt").write_text("not read: not in the list")
+    kept = sorted(str(p) for p in folder.glob("*.dcm"))[:10]
+    studies = _loader(fragment, folder, allow=True)._load_data(kept)
+    (study,) = studies
+    (series,) = study.get_all_series()
+    assert sorted(str(i.get_native_sop_instance().filename) for i in series.get_sop_instances()) == kept
+    assert study.StudyInstanceUID == series.get_sop_instances()[0].get_native_sop_instance().StudyInstanceUID
+    # A second copy of a slice (same position) is dropped, as the selector's checks expect.
+    assert len(_loader(fragment, folder, allow=True)._load_data(kept + kept[:1])[0].get_all_series()[0].get_sop_instances()) == 10
+
+
+def test_a_warning_for_ignored_files_is_logged(fragment, mixed_folder, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    _loader(fragment, mixed_folder, allow=True).load_data_to_studies(mixed_folder)
+    assert any(r.levelno == logging.WARNING and "non-DICOM file(s)" in r.getMessage() for r in caplog.records)
+    assert "DICOM loading: done in" in caplog.text

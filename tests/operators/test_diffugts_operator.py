@@ -7,6 +7,7 @@ from operators import AppConfig
 from operators.diffugts_operator import EMBEDDED_MODELS, resolve_weights
 from operators.volume_geometry import series_affine, slices_to_xyz
 from scripts import Modality
+from scripts.pipeline import WEIGHT_FILES
 
 
 def test_without_models_path_the_embedded_default_is_used(tmp_path):
@@ -16,9 +17,15 @@ def test_without_models_path_the_embedded_default_is_used(tmp_path):
         assert choice.folder in (EMBEDDED_MODELS, None)
 
 
+def _weights_folder(folder, names=WEIGHT_FILES.values()):
+    folder.mkdir(parents=True)
+    for name in names:
+        (folder / name).write_bytes(b"")
+    return folder
+
+
 def test_map_layout_with_one_model_folder_is_found(tmp_path):
-    (tmp_path / "maisi").mkdir()
-    (tmp_path / "maisi" / "autoencoder.pt").write_bytes(b"")
+    _weights_folder(tmp_path / "maisi")
     choice = resolve_weights(tmp_path, explicit=True)
     assert (choice.profile, choice.folder, choice.source) == ("maisi", tmp_path / "maisi", "models path")
     assert resolve_weights(tmp_path / "maisi", explicit=True, profile="mini").profile == "mini"
@@ -82,3 +89,58 @@ def test_volume_that_does_not_fit_the_slices_is_refused(fragment, phantom_ct, di
     selection, image = load_selection(fragment, phantom_ct.folder)
     with pytest.raises(ValueError, match="cannot place the masks"):
         diffugts_operator.segment(image.asnumpy()[1:], selection)
+
+
+def test_a_weights_file_missing_from_the_folder_is_refused_naming_it(tmp_path):
+    # The networks would run on random weights: a confident whole-field "tumor", exit status 0.
+    folder = _weights_folder(tmp_path / "M" / "mini", ["autoencoder.pt", "diffusion_unet.pt"])
+    with pytest.raises(ValueError, match=f"weights file\\(s\\) {folder / 'diffugts_heads.pt'} missing \\(models path\\).*allow_random_weights"):
+        resolve_weights(tmp_path / "M", explicit=True)
+    choice = resolve_weights(tmp_path / "M", explicit=True, allow_random=True)  # the research switch
+    assert (choice.folder, choice.profile) == (folder, "mini")
+
+
+def test_missing_embedded_weights_are_refused_too(tmp_path, monkeypatch):
+    from operators import diffugts_operator
+
+    monkeypatch.setattr(diffugts_operator, "EMBEDDED_MODELS", tmp_path / "absent" / "mini")
+    with pytest.raises(ValueError, match="autoencoder.pt, .*diffusion_unet.pt, .*diffugts_heads.pt missing \\(embedded default\\)"):
+        resolve_weights(None, explicit=False)
+    assert resolve_weights(None, explicit=False, allow_random=True).folder is None
+
+
+def test_untrained_networks_are_named(segmentation_run):
+    import dataclasses
+
+    assert segmentation_run.untrained == []
+    run = dataclasses.replace(segmentation_run, weights={**segmentation_run.weights, "heads": "random-init(seed=0)"})
+    assert run.untrained == ["heads"]
+
+
+def test_an_mr_series_of_ct_numbers_is_segmented_with_a_warning(fragment, phantom_ct, diffugts_operator, caplog):
+    # The bundle's plausibility checks (scripts.preprocessing), named with the series.
+    selection, image = load_selection(fragment, phantom_ct.folder)
+    series = selection[0].selected_series[0].series
+    series.Modality = "MR"  # what a wrong Modality in the files gives the selector and the model step
+    try:
+        run = diffugts_operator.segment(image.asnumpy(), selection)
+    finally:
+        series.Modality = "CT"
+    assert run.modality is Modality.MR and len(run.warnings) == 1
+    assert run.warnings[0].startswith(f"series {series.SeriesInstanceUID} (MR): the intensities look like CT in Hounsfield units")
+    assert run.warnings[0] in caplog.text
+    assert diffugts_operator.segment(image.asnumpy(), selection).warnings == []  # the same values as CT
+
+
+def test_the_model_step_logs_its_progress_over_the_patches(fragment, phantom_ct, diffugts_operator, caplog, monkeypatch):
+    import functools
+    import logging
+
+    from operators import diffugts_operator as module
+    from operators.stages import patch_progress
+
+    monkeypatch.setattr(module, "patch_progress", functools.partial(patch_progress, every_s=0))  # at once, not after 10 s
+    caplog.set_level(logging.INFO)
+    selection, image = load_selection(fragment, phantom_ct.folder)
+    diffugts_operator.segment(image.asnumpy(), selection)
+    assert "patches: 1/1 (100%)" in caplog.text and "segmentation: done in" in caplog.text

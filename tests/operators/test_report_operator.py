@@ -80,3 +80,4 @@ def test_provenance_names_input_output_weights_and_versions(report, segmentation
     timings = record["timings_seconds"]
     assert timings["model_step"] > 0 and "features" in timings["stages"] and timings["report"] > 0
     assert record["series_rules"][0]["name"] == "CT axial original primary"
+    assert record["input"]["warnings"] == []  # the phantom CT is plausible CT

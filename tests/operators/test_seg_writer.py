@@ -119,3 +119,81 @@ def test_every_vocabulary_organ_has_a_snomed_code():
         assert code is not None and code.scheme_designator == "SCT", organ
     assert organ_code("liver") == codes.SCT.Liver
     assert organ_code(None) is None and organ_code("elbow of the moon") is None
+
+
+def test_seg_is_dated_like_a_series_of_its_own(written_seg):
+    # PACS and viewers list and sort series by Series Date and Time (the SDK's writer sets them).
+    seg = hd.seg.segread(written_seg)
+    assert seg.SeriesDate == seg.ContentDate == seg.InstanceCreationDate
+    assert seg.SeriesTime == seg.ContentTime
+
+
+def test_seg_holds_what_viewers_need_to_place_it(written_seg, segmentation_run):
+    # What OHIF's SEG loader (dcmjs / Cornerstone adapters) and 3D Slicer's (dcmqi, highdicom) read
+    # to put each frame on its source slice: the source's frame of reference and series, the plane
+    # geometry, and per frame its segment and source instance.
+    seg = hd.seg.segread(written_seg)
+    source = segmentation_run.source_datasets[0]
+    for keyword in ("StudyInstanceUID", "FrameOfReferenceUID", "PatientID", "StudyDate"):
+        assert seg.get(keyword) == source.get(keyword), keyword
+    assert seg.Modality == "SEG" and seg.SeriesInstanceUID != source.SeriesInstanceUID and seg.SeriesNumber
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == source.SeriesInstanceUID
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    assert shared.PlaneOrientationSequence[0].ImageOrientationPatient and shared.PixelMeasuresSequence[0].PixelSpacing
+    assert float(shared.PixelMeasuresSequence[0].SliceThickness) > 0
+    assert seg.DimensionOrganizationSequence and len(seg.DimensionIndexSequence) >= 2
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        assert frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber in (1, 2)
+        assert frame.PlanePositionSequence[0].ImagePositionPatient
+        assert frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+    for segment in seg.SegmentSequence:
+        assert segment.SegmentLabel and segment.SegmentAlgorithmType == "AUTOMATIC" and segment.SegmentAlgorithmName
+
+
+def test_untrained_networks_are_said_in_the_series_description(fragment, segmentation_run, tmp_path):
+    run = dataclasses.replace(segmentation_run, weights={**segmentation_run.weights, "heads": "random-init(seed=0)"})
+    seg = build_segmentation(run)
+    assert seg.SeriesDescription == "DiffuGTS (mini) UNTRAINED heads: research only"
+    assert "masks mean nothing" in seg.ContentDescription
+    assert build_segmentation(segmentation_run).SeriesDescription == "DiffuGTS (mini): research use only"
+
+
+def _ohif_packages() -> str | None:
+    # OHIF v3's SEG loader (@cornerstonejs/adapters, with dcmjs) from npm: not a Python dependency,
+    # so looked for where `npm install --prefix .cache/npm @cornerstonejs/adapters@5.14.0
+    # @babel/runtime` puts it, or in DIFFUGTS_OHIF_NODE_MODULES's parent folder.
+    import os
+    from pathlib import Path
+
+    candidates = [os.environ.get("DIFFUGTS_OHIF_NODE_MODULES"), Path(__file__).resolve().parents[2] / ".cache" / "npm" / "node_modules"]
+    found = [Path(c) for c in candidates if c and (Path(c) / "@cornerstonejs" / "adapters" / "package.json").is_file()]
+    return str(found[0].parent) if found and shutil.which("node") else None
+
+
+@pytest.mark.skipif(_ohif_packages() is None, reason="node or @cornerstonejs/adapters missing (npm install --prefix .cache/npm @cornerstonejs/adapters@5.14.0 @babel/runtime)")
+@pytest.mark.parametrize("by", ["uid", "geometry"])
+def test_ohifs_loader_puts_every_frame_on_its_source_slice(fragment, segmentation_run, tmp_path, by):
+    import base64
+    import json
+    from pathlib import Path
+
+    shape = segmentation_run.results[0].mask.shape
+    first, second = np.zeros(shape, bool), np.zeros(shape, bool)
+    first[5:20, 8:25, 3:9] = True  # not overlapping: one label map, values = segment numbers
+    second[15:30, 20:35, 12:20] = True
+    run = _with_masks(segmentation_run, [first, second])
+    seg_path = DiffuGTSSegWriterOperator(fragment, output_folder=tmp_path, name=f"ohif_writer_{by}").write(run)
+    sources = [str(ds.filename) for ds in run.source_datasets]
+    script = Path(__file__).with_name("ohif_seg_loader.mjs").read_text()
+    result = subprocess.run(
+        ["node", "--input-type=module", "-", by, str(seg_path), *sources], input=script, cwd=_ohif_packages(),
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    loaded = json.loads(result.stdout)
+    # By geometry the loader first looks the withheld instance UIDs up, and says so for each frame.
+    unexpected = [w for w in loaded["warnings"] if not (by == "geometry" and w.startswith("No imageId found for SOPInstanceUID"))]
+    assert unexpected == [] and loaded["labelmaps"] == 1
+    assert loaded["labels"] == ["liver tumor", "bright round blob"]
+    labels = np.frombuffer(base64.b64decode(loaded["labelmap"]), np.uint16).reshape(run.volume.shape)
+    np.testing.assert_array_equal(labels, run.mask_slices(0) * 1 + run.mask_slices(1) * 2)

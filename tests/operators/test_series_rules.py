@@ -73,8 +73,40 @@ def test_too_few_slices_gives_a_reason_per_series(fragment, tmp_path):
     with pytest.raises(ValueError, match=r"no usable series in the input \(2 found; rules: default\)") as error:
         load_selection(fragment, tmp_path)
     assert "6 slice(s), fewer than the 16" in str(error.value)
-    assert "matches no selection rule" in str(error.value)
+    # The localizer: the rule that excluded it, the condition and the series' own value.
+    assert (
+        "matches no selection rule (nearest: 'CT axial original primary', ImageType is ORIGINAL\\PRIMARY\\LOCALIZER, "
+        "the rule wants ['ORIGINAL', 'PRIMARY', '!LOCALIZER'])"
+    ) in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_every_condition_a_series_fails_of_the_nearest_rule_is_named(fragment, phantom_ct, tmp_path):
+    rules = {"selections": [
+        {"name": "MR only", "conditions": {"Modality": "MR", "SeriesDescription": "(?i)t1", "BodyPartExamined": "HEAD"}},
+        {"name": "arterial CT", "conditions": {"Modality": "CT", "SeriesDescription": "(?i)arterial"}},
+    ]}
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(rules))
+    with pytest.raises(ValueError) as error:
+        load_selection(fragment, phantom_ct.folder, rules_file=path)
+    assert "(nearest: 'arterial CT', SeriesDescription is Phantom CT portal venous, the rule wants '(?i)arterial')" in str(error.value)
+
+
+def test_the_sdk_matching_is_reached_through_its_public_filter(fragment, phantom_ct):
+    # The selector calls DICOMSeriesSelectorOperator.filter (public) with one selection at a
+    # time; this pins what it relies on: all matches of a study, each with its selection name.
+    from monai.deploy.operators import DICOMSeriesSelectorOperator
+
+    from operators.dicom_input import DICOMInputLoaderOperator
+
+    studies = DICOMInputLoaderOperator(fragment, input_folder=phantom_ct.folder, name="sdk_filter_loader").load_data_to_studies(phantom_ct.folder)
+    selector = DICOMSeriesSelectorOperator(fragment, name="sdk_filter_selector")
+    rules = {"selections": [{"name": "axial CT", "conditions": {"Modality": "(?i)^CT$", "ImageType": ["PRIMARY", "!LOCALIZER"]}}]}
+    (found,) = selector.filter(rules, studies, all_matched=True)
+    assert [(s.selection_name, s.series) for s in found.selected_series] == [("axial CT", studies[0].get_all_series()[0])]
+    rules["selections"][0]["conditions"]["ImageType"] = ["!AXIAL"]
+    assert selector.filter(rules, studies, all_matched=True) == []
 
 
 def test_missing_slice_makes_a_series_unusable(fragment, tmp_path):

@@ -834,6 +834,41 @@ def _no_sform_no_qform(header):
     header["sform_code"], header["qform_code"] = 0, 0
 
 
+# -- round 2: what a user meets (app) -----------------------------------------------------------
+
+
+def models_without_heads(src, tmp, runner="app", research_switch=False):
+    # autoencoder.pt and diffusion_unet.pt copied, diffugts_heads.pt forgotten: random heads
+    # would give a confident whole-field "tumor" with exit status 0.
+    models = _models_folder(tmp, src, diffugts_heads=lambda target: None)
+    if not research_switch:
+        return _app(src, tmp, src.series, runner=runner, app_args=["-m", str(models)], inputs=[models], names=[str(models / "diffugts_heads.pt")])
+    config = _config_with(src, tmp, allow_random_weights=True)
+
+    def says_untrained(output: Path) -> None:
+        assert _seg_of(output).SeriesDescription == "DiffuGTS (mini) UNTRAINED heads: research only"
+        assert json.loads((output / "diffugts_provenance.json").read_text())["weights"]["heads"].startswith("random-init")
+
+    return _app(src, tmp, src.series, app_args=["-m", str(models)], env={"DIFFUGTS_APP_CONFIG": str(config)}, inputs=[models, config], check=says_untrained)
+
+
+def mr_series_of_ct_numbers(src, tmp):
+    # A series labelled MR whose values are CT numbers (air at -1000): segmented, with a warning.
+    folder = _copy_series(src, tmp)
+    _edit_slices(folder, lambda dataset, index: setattr(dataset, "Modality", "MR"))
+
+    def warned(output: Path) -> None:
+        (warning,) = json.loads((output / "diffugts_provenance.json").read_text())["input"]["warnings"]
+        assert "(MR): the intensities look like CT in Hounsfield units" in warning
+        _seg_frames(24)(output)
+
+    return _app(src, tmp, folder, check=warned)
+
+
+def localizer_only(src, tmp):
+    folder = _copy_series(src, tmp)
+    _edit_slices(folder, lambda dataset, index: setattr(dataset, "ImageType", ["ORIGINAL", "PRIMARY", "LOCALIZER"]))
+    return _app(src, tmp, folder, names=[str(folder), "'CT axial original primary'", "ImageType"])
 
 
 BAD_INPUTS: list[BadInput] = [
@@ -943,4 +978,10 @@ BAD_INPUTS: list[BadInput] = [
     BadInput("bundle-cli-misspelt-setting", lambda s, t: misspelt_setting(s, t, "bundle-cli"), "did you mean 'threshold'?"),
     BadInput("bundle-nifti-zero-sform", nifti_header("zero_sform", _zero_sform), "its sform (code 1) is all zeros or singular"),
     BadInput("bundle-nifti-no-orientation", nifti_header("no_orientation", _no_sform_no_qform), "neither an sform nor a qform"),
+    # Round 2: what a user meets (app): weights left out, implausible or excluded series.
+    BadInput("app-models-without-heads", models_without_heads, "diffugts_heads.pt missing (models path)"),
+    BadInput("app-cli-models-without-heads", lambda s, t: models_without_heads(s, t, "app-cli"), "set allow_random_weights"),
+    BadInput("app-models-without-heads-research-switch", lambda s, t: models_without_heads(s, t, research_switch=True), OK),
+    BadInput("app-mr-series-of-ct-numbers", mr_series_of_ct_numbers, OK),
+    BadInput("app-localizer-only", localizer_only, "ImageType is ORIGINAL\\PRIMARY\\LOCALIZER, the rule wants"),
 ]
