@@ -1,10 +1,13 @@
-"""DiffuGTS-Deploy: a DICOM series in, a DICOM SEG (one segment per prompt) and a report out.
+"""DiffuGTS-Deploy: a DICOM series in, a DICOM SEG (one segment per prompt), a DICOM SR of the
+lesion measurements and a report out.
 
 Wiring only; each step is an operator of the ``operators`` package::
 
     DICOMInputLoader -> ClinicalSeriesSelector -> DICOMSeriesToVolume (SDK) -> DiffuGTS
                                      |________________________________________^    |
                                                                       SegWriter <--+--> Report
+                                                                          |        |
+                                                                          +-> SrWriter (SEG + run)
 
 Run it as ``python app -i DICOM_DIR -o OUT [-m MODELS]`` (or with the ``HOLOSCAN_INPUT_PATH``,
 ``HOLOSCAN_OUTPUT_PATH`` and ``HOLOSCAN_MODEL_PATH`` variables, as inside a MAP). Without a
@@ -39,6 +42,7 @@ from operators import (
 from operators.app_config import BUNDLE_INFERENCE_CONFIG
 from operators.report_operator import MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME
 from operators.seg_writer import SEG_FILE_NAME
+from operators.sr_writer import SR_FILE_NAME, DiffuGTSSrWriterOperator
 from operators.stages import SeriesToVolumeOperator
 from scripts.errors import UserError
 from scripts.output_staging import StagedOutputs, Stopped, stop_on_signals
@@ -62,8 +66,9 @@ into a DICOM SEG. Research use only: not a medical device, not for diagnosis.
 in this application:
   -i DICOM_DIR  one patient's DICOM files (sub-folders are read); the series to segment is picked
                 by the series selection rules
-  -o OUT        created if needed; receives diffugts_seg.dcm, diffugts_montage.png and
-                diffugts_provenance.json together, or nothing when the run fails
+  -o OUT        created if needed; receives diffugts_seg.dcm, diffugts_sr.dcm (lesion
+                measurements), diffugts_montage.png and diffugts_provenance.json together, or
+                nothing when the run fails
   -m MODELS     a folder holding autoencoder.pt, diffusion_unet.pt and diffugts_heads.pt (or one
                 sub-folder holding them); default: the embedded weights (bundle/models/mini).
                 A missing file is an error (research switch: allow_random_weights)
@@ -123,6 +128,7 @@ class DiffuGTSApp(Application):
         to_volume = SeriesToVolumeOperator(self, name="series_to_volume")
         model = DiffuGTSOperator(self, config=config, weights=weights, name="diffugts")
         seg_writer = DiffuGTSSegWriterOperator(self, output_folder=output_folder, name="seg_writer")
+        sr_writer = DiffuGTSSrWriterOperator(self, output_folder=output_folder, name="sr_writer")
         report = ReportOperator(self, output_folder=output_folder, config=config, rules=selector.rules, name="report")
 
         self.add_flow(loader, selector, {("dicom_study_list", "dicom_study_list")})
@@ -130,6 +136,8 @@ class DiffuGTSApp(Application):
         self.add_flow(selector, model, {("study_selected_series_list", "study_selected_series_list")})
         self.add_flow(to_volume, model, {("image", "image")})
         self.add_flow(model, seg_writer, {("segmentation", "segmentation")})
+        self.add_flow(model, sr_writer, {("segmentation", "segmentation")})
+        self.add_flow(seg_writer, sr_writer, {("seg_path", "seg_path")})
         self.add_flow(model, report, {("segmentation", "segmentation")})
         self.add_flow(seg_writer, report, {("seg_path", "seg_path")})
 
@@ -230,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             app = DiffuGTSApp() if argv is None else DiffuGTSApp(list(argv))
             app.run()
             _check_the_graph_finished(app)
-            app.staged.commit(order=(MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME, SEG_FILE_NAME))
+            app.staged.commit(order=(MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME, SR_FILE_NAME, SEG_FILE_NAME))
     except UserError as error:
         _discard(app)
         message = str(error)
@@ -248,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _discard(app)
         raise
     logger.info("done in %.1f s: outputs in %s", time.perf_counter() - start, app.output_folder)
-    for label, name in (("SEG", SEG_FILE_NAME), ("montage", MONTAGE_FILE_NAME), ("provenance", PROVENANCE_FILE_NAME)):
+    for label, name in (("SEG", SEG_FILE_NAME), ("SR", SR_FILE_NAME), ("montage", MONTAGE_FILE_NAME), ("provenance", PROVENANCE_FILE_NAME)):
         print(f"{label}: {app.output_folder / name}")
     return 0
 
@@ -258,7 +266,7 @@ def _check_the_graph_finished(app: DiffuGTSApp) -> None:
     when an operator is still busy 3 s later, forces the process to exit (status 1). When the
     operators stop in time, ``run()`` returns as if the graph had finished: whatever it had not
     written yet is then missing, and nothing may be committed."""
-    missing = [name for name in (SEG_FILE_NAME, MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME) if not app.staged.path(name).is_file()]
+    missing = [name for name in (SEG_FILE_NAME, SR_FILE_NAME, MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME) if not app.staged.path(name).is_file()]
     if missing:
         raise Stopped(f"diffugts: error: the run stopped before it wrote {', '.join(missing)} (a signal?); no output was written")
 

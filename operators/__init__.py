@@ -8,6 +8,7 @@ One operator per module. The SDK's DICOM operators are reused where they fit:
 * the SDK's ``DICOMSeriesToVolumeOperator`` (used as is, timed: :mod:`.stages`).
 * :mod:`.diffugts_operator`: the bundle's pipeline on the selected series.
 * :mod:`.seg_writer`: a DICOM SEG with one coded segment per prompt (highdicom).
+* :mod:`.sr_writer`: a DICOM SR (TID 1500) of the lesions of each segment, measured (highdicom).
 * :mod:`.report_operator`: a PNG montage and a provenance JSON.
 
 Helpers: :mod:`.app_config` (prompts and knobs), :mod:`.volume_geometry` (array axes and RAS
@@ -23,6 +24,7 @@ from .diffugts_operator import DiffuGTSOperator, SegmentationRun, WeightsChoice,
 from .report_operator import ReportOperator  # noqa: E402
 from .seg_writer import DiffuGTSSegWriterOperator  # noqa: E402
 from .series_rules import ClinicalSeriesSelectorOperator, load_rules  # noqa: E402
+from .sr_writer import DiffuGTSSrWriterOperator  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -35,5 +37,6 @@ __all__ = [
     "WeightsChoice",
     "resolve_weights",
     "DiffuGTSSegWriterOperator",
+    "DiffuGTSSrWriterOperator",
     "ReportOperator",
 ]

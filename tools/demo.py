@@ -217,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nDiffuGTS demo ({seconds:.0f} s for the application):")
     print(f"  input DICOM CT series: {dicom_folder.absolute()} ({len(files)} slices)")
     print(f"  DICOM SEG:             {seg_path.absolute()}")
+    print(f"  DICOM SR (lesions):    {(results / 'diffugts_sr.dcm').absolute()}")
     print(f"  PNG montage:           {(results / 'diffugts_montage.png').absolute()}")
     print(f"  provenance:            {(results / 'diffugts_provenance.json').absolute()}")
     print(f"  Dice with the phantom's true tumor: {overlap:.3f} ({int(truth.sum())} true voxels, {int(predicted.sum())} segmented)")

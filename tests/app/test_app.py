@@ -23,14 +23,15 @@ from app_helpers import (
     tree_digest,
 )
 
-SEG, MONTAGE, PROVENANCE = "diffugts_seg.dcm", "diffugts_montage.png", "diffugts_provenance.json"
+SEG, SR, MONTAGE, PROVENANCE = "diffugts_seg.dcm", "diffugts_sr.dcm", "diffugts_montage.png", "diffugts_provenance.json"
 
 
 def _check_acceptance(series, modality, tmp_path, capsys):
     before = tree_digest(series.folder)
     output = tmp_path / "out"
     assert run_app(series.folder, output) == 0
-    assert f"SEG: {output / SEG}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"SEG: {output / SEG}" in printed and f"SR: {output / SR}" in printed
     assert tree_digest(series.folder) == before
     seg_path = output / SEG
     assert dciodvfy_errors(seg_path, series.files) == []
@@ -42,6 +43,14 @@ def _check_acceptance(series, modality, tmp_path, capsys):
 
     expected, sop_instance_uids = nifti_inference(series.files, modality, prompts, tmp_path)
     np.testing.assert_array_equal(seg_masks_on_slices(seg_path, sop_instance_uids, len(prompts)), expected)
+
+    # The lesion SR: valid, and each group references a segment of this SEG and the source series.
+    assert dciodvfy_errors(output / SR, series.files) == []
+    groups = hd.sr.srread(output / SR).content.get_volumetric_roi_measurement_groups()
+    assert {g.referenced_segment.referenced_segment_numbers[0] for g in groups} == set(range(1, len(prompts) + 1))
+    for group in groups:
+        assert group.referenced_segment.referenced_sop_instance_uid == seg.SOPInstanceUID
+        assert group.referenced_segment.source_series_for_segmentation.value == seg.ReferencedSeriesSequence[0].SeriesInstanceUID
 
     record = json.loads((output / PROVENANCE).read_text())
     assert record["input"]["series_instance_uid"] == pydicom.dcmread(series.files[0]).SeriesInstanceUID
