@@ -134,13 +134,18 @@ def test_unusable_input_is_refused_in_one_line_and_changes_nothing(app_env, phan
     assert tree_digest(folder) == before
 
 
-def test_stray_files_are_ignored_when_the_configuration_allows_them(app_env, phantom_ct, tmp_path, monkeypatch):
+def _run_on_a_series_with_stray_files(phantom_ct, tmp_path, monkeypatch):
+    """The app on the phantom CT plus non-DICOM files, with a configuration that allows them."""
     config = tmp_path / "config.json"
     config.write_text(json.dumps({**FAST_CONFIG, "allow_non_dicom_files": True, "prompts": {"CT": ["liver tumor"]}}))
     monkeypatch.setenv("DIFFUGTS_APP_CONFIG", str(config))
     folder = tmp_path / "input"
     _series_with_junk(folder, phantom_ct)
     assert run_app(folder, tmp_path / "out") == 0
+
+
+def test_stray_files_are_ignored_when_the_configuration_allows_them(app_env, phantom_ct, tmp_path, monkeypatch):
+    _run_on_a_series_with_stray_files(phantom_ct, tmp_path, monkeypatch)
     assert hd.seg.segread(tmp_path / "out" / SEG).get_segment_description(1).segment_label == "liver tumor"
 
 
@@ -204,12 +209,7 @@ def test_a_second_run_creating_the_same_output_folder_at_once_is_not_refused(tmp
 
 
 def test_the_log_reaches_stderr_with_each_stage_and_its_time(app_env, phantom_ct, tmp_path, monkeypatch, capsys):
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({**FAST_CONFIG, "allow_non_dicom_files": True, "prompts": {"CT": ["liver tumor"]}}))
-    monkeypatch.setenv("DIFFUGTS_APP_CONFIG", str(config))
-    folder = tmp_path / "input"
-    _series_with_junk(folder, phantom_ct)
-    assert run_app(folder, tmp_path / "out") == 0
+    _run_on_a_series_with_stray_files(phantom_ct, tmp_path, monkeypatch)
     stderr = capsys.readouterr().err
     assert "[WARNING] (operators.dicom_input) - input folder" in stderr and "non-DICOM file(s) (DICOMDIR.txt): ignored" in stderr
     for name in ("pipeline build", "DICOM loading", "series selection", "series to volume", "segmentation", "SEG writing", "report"):
