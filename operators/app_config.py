@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import scripts
-import torch
 from scripts import Modality, PipelineConfig
 from scripts.errors import UserError
 from scripts.foundation import PROFILES
+from scripts.pipeline import resolve_device
 from scripts.text import validate_prompt
 
 __all__ = [
@@ -233,22 +233,18 @@ def _check_pipeline(pipeline: Mapping[str, Any], profile: str) -> None:
     # (32) is checked again when the pipeline is built.
     try:
         PipelineConfig(**pipeline).validated(PROFILES["maisi" if profile == "maisi" else "mini"])
-    except ValueError as error:
+    except UserError as error:
         raise UserError(f"pipeline: {error}") from None
 
 
 def _check_device(device: Any) -> str | None:
-    if device is None:
+    """The device setting, checked now by the bundle's own rule (torch would only fail at the
+    first tensor moved there, with a traceback); ``None`` keeps CUDA-when-available."""
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
         return None
-    name = device.strip().lower() if isinstance(device, str) else ""
-    index = name[5:] if name.startswith("cuda:") else "0"
-    if name not in ("cpu", "cuda") and not (name.startswith("cuda:") and index.isdigit()):
+    if not isinstance(device, str):
         raise UserError(f"device must be 'cpu', 'cuda', 'cuda:N' or null (CUDA when available), got {device!r}")
-    # Checked now: torch would only fail at the first tensor moved there, with a traceback.
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if name != "cpu" and int(index) >= count:
-        raise UserError(f"device {device!r} is not available on this machine ({count} CUDA device(s)): use 'cpu', or null for CUDA when available")
-    return name
+    return str(resolve_device(device))
 
 
 def _read_json_object(path: Path, what: str) -> dict[str, Any]:

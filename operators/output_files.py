@@ -1,7 +1,6 @@
-"""Output files appear whole or not at all: each is written under a temporary name and renamed.
+"""An output file appears whole or not at all: it is written under a temporary name and renamed.
 
-The output folder is checked before any work starts, so an unwritable folder is a one-line error
-at once rather than a crash after the model has run.
+(The set of one run's outputs is committed together by ``scripts.output_staging``.)
 """
 
 from __future__ import annotations
@@ -13,19 +12,7 @@ from typing import Iterator
 
 from scripts.errors import UserError
 
-__all__ = ["atomic_path", "prepare_output_folder"]
-
-
-def prepare_output_folder(folder: str | os.PathLike) -> Path:
-    """Create ``folder`` if needed; ``UserError`` naming it when it cannot be created or written."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"cannot create the output folder {folder}: {error.strerror or error}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UserError(f"the output folder {folder} is not writable")
-    return folder
+__all__ = ["atomic_path"]
 
 
 @contextlib.contextmanager
