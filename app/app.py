@@ -40,7 +40,7 @@ from operators import (
     resolve_weights,
 )
 from operators.app_config import BUNDLE_INFERENCE_CONFIG
-from operators.report_operator import MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME
+from operators.report_operator import HTML_REPORT_FILE_NAME, MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME
 from operators.seg_writer import SEG_FILE_NAME
 from operators.sr_writer import SR_FILE_NAME, DiffuGTSSrWriterOperator
 from operators.stages import SeriesToVolumeOperator
@@ -67,8 +67,8 @@ in this application:
   -i DICOM_DIR  one patient's DICOM files (sub-folders are read); the series to segment is picked
                 by the series selection rules
   -o OUT        created if needed; receives diffugts_seg.dcm, diffugts_sr.dcm (lesion
-                measurements), diffugts_montage.png and diffugts_provenance.json together, or
-                nothing when the run fails
+                measurements), diffugts_report.html (open it in a browser), diffugts_montage.png
+                and diffugts_provenance.json together, or nothing when the run fails
   -m MODELS     a folder holding autoencoder.pt, diffusion_unet.pt and diffugts_heads.pt (or one
                 sub-folder holding them); default: the embedded weights (bundle/models/mini).
                 A missing file is an error (research switch: allow_random_weights)
@@ -238,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             app = DiffuGTSApp() if argv is None else DiffuGTSApp(list(argv))
             app.run()
             _check_the_graph_finished(app)
-            app.staged.commit(order=(MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME, SR_FILE_NAME, SEG_FILE_NAME))
+            app.staged.commit(order=(HTML_REPORT_FILE_NAME, MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME, SR_FILE_NAME, SEG_FILE_NAME))
     except UserError as error:
         _discard(app)
         message = str(error)
@@ -256,7 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _discard(app)
         raise
     logger.info("done in %.1f s: outputs in %s", time.perf_counter() - start, app.output_folder)
-    for label, name in (("SEG", SEG_FILE_NAME), ("SR", SR_FILE_NAME), ("montage", MONTAGE_FILE_NAME), ("provenance", PROVENANCE_FILE_NAME)):
+    for label, name in (
+        ("SEG", SEG_FILE_NAME), ("SR", SR_FILE_NAME), ("report", HTML_REPORT_FILE_NAME), ("montage", MONTAGE_FILE_NAME),
+        ("provenance", PROVENANCE_FILE_NAME),
+    ):
         print(f"{label}: {app.output_folder / name}")
     return 0
 
@@ -266,7 +269,8 @@ def _check_the_graph_finished(app: DiffuGTSApp) -> None:
     when an operator is still busy 3 s later, forces the process to exit (status 1). When the
     operators stop in time, ``run()`` returns as if the graph had finished: whatever it had not
     written yet is then missing, and nothing may be committed."""
-    missing = [name for name in (SEG_FILE_NAME, SR_FILE_NAME, MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME) if not app.staged.path(name).is_file()]
+    outputs = (SEG_FILE_NAME, SR_FILE_NAME, HTML_REPORT_FILE_NAME, MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME)
+    missing = [name for name in outputs if not app.staged.path(name).is_file()]
     if missing:
         raise Stopped(f"diffugts: error: the run stopped before it wrote {', '.join(missing)} (a signal?); no output was written")
 

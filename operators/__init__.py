@@ -9,7 +9,7 @@ One operator per module. The SDK's DICOM operators are reused where they fit:
 * :mod:`.diffugts_operator`: the bundle's pipeline on the selected series.
 * :mod:`.seg_writer`: a DICOM SEG with one coded segment per prompt (highdicom).
 * :mod:`.sr_writer`: a DICOM SR (TID 1500) of the lesions of each segment, measured (highdicom).
-* :mod:`.report_operator`: a PNG montage and a provenance JSON.
+* :mod:`.report_operator`: the HTML report (:mod:`.html_report`), a PNG montage and a provenance JSON.
 
 Helpers: :mod:`.app_config` (prompts and knobs), :mod:`.volume_geometry` (array axes and RAS
 affine of a series), :mod:`.output_files` (atomic writes), :mod:`.stages` (each stage and the

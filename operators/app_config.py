@@ -49,8 +49,9 @@ MAX_PROMPTS_PER_MODALITY = 16
 _PIPELINE_KNOBS = {f.name for f in fields(PipelineConfig)} - {"progress", "maps"}
 #: Where the knobs' defaults come from (in a MAP: ``/opt/holoscan/lib/configs``, staged with ``scripts``).
 BUNDLE_INFERENCE_CONFIG = Path(scripts.__file__).resolve().parent.parent / "configs" / "inference.json"
-#: The app reports the AOVA map's maximum; the pseudo-healthy image is never sent to PACS.
-_APP_MAPS = ("aova_map",)
+#: The app reports the AOVA map's maximum and shows both maps in its HTML report; neither is
+#: sent to PACS.
+_APP_MAPS = ("aova_map", "pseudo_healthy")
 _TOP_LEVEL_KEYS = {
     "description", "profile", "prompts", "pipeline", "series_rules", "allow_non_dicom_files", "allow_random_weights", "device",
     "montage_slices",

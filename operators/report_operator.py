@@ -1,4 +1,8 @@
-"""Report: a PNG montage for a human and a provenance JSON for an audit.
+"""Report: an HTML report and a PNG montage for a human, a provenance JSON for an audit.
+
+The HTML report (:mod:`.html_report`) is the one to open in a browser: a slice browser with the
+masks, AOVA maps and pseudo-healthy images, and the lesion table. The montage stays for PACS
+viewers that show only DICOM and images.
 
 The montage shows slices of the series as they are stored (rows down, columns across, as a PACS
 viewer shows them), two rows per prompt: the mask in red, then the AOVA (anomaly attention) map.
@@ -33,11 +37,12 @@ from pydicom import dcmread  # noqa: E402
 from . import __version__  # noqa: E402
 from .app_config import AppConfig  # noqa: E402
 from .diffugts_operator import SegmentationRun  # noqa: E402
+from .html_report import HTML_REPORT_FILE_NAME, write_html_report  # noqa: E402
 from .output_files import atomic_path  # noqa: E402
 from .series_rules import SelectionRule, describe_rules  # noqa: E402
 from .stages import stage  # noqa: E402
 
-__all__ = ["MONTAGE_FILE_NAME", "PROVENANCE_FILE_NAME", "ReportOperator", "montage_slices", "display_window", "provenance_record"]
+__all__ = ["HTML_REPORT_FILE_NAME", "MONTAGE_FILE_NAME", "PROVENANCE_FILE_NAME", "ReportOperator", "montage_slices", "display_window", "provenance_record"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +143,7 @@ def provenance_record(
             "seg_series_instance_uid": str(seg.SeriesInstanceUID),
             "seg_sop_instance_uid": str(seg.SOPInstanceUID),
             "montage_file": montage.name if montage else None,
+            "html_report_file": HTML_REPORT_FILE_NAME,
             "montage_slices": [k + 1 for k in shown_slices],
         },
         "prompts": [
@@ -167,7 +173,7 @@ def provenance_record(
 
 
 class ReportOperator(Operator):
-    """Write the montage PNG and the provenance JSON next to the SEG.
+    """Write the HTML report, the montage PNG and the provenance JSON next to the SEG.
 
     Named inputs:
         segmentation: the model step's output.
@@ -189,15 +195,22 @@ class ReportOperator(Operator):
     def compute(self, op_input, op_output, context) -> None:
         self.write(op_input.receive("segmentation"), Path(op_input.receive("seg_path")))
 
-    @stage("report (montage, provenance)")
+    @stage("report (montage, HTML, provenance)")
     def write(self, run: SegmentationRun, seg_path: Path) -> tuple[Path, Path]:
         start = time.perf_counter()
         montage = self.output_folder / MONTAGE_FILE_NAME
         shown = render_montage(run, montage, self.config.montage_slices)
+        html_start = time.perf_counter()
+        report = write_html_report(
+            run, self.output_folder / HTML_REPORT_FILE_NAME, window=display_window(run.volume, run.modality.value),
+            versions=package_versions(),
+        )
+        html_seconds = time.perf_counter() - html_start
         record = provenance_record(run, seg_path, config=self.config, rules=self.rules, montage=montage, shown_slices=shown)
         record["timings_seconds"]["report"] = round(time.perf_counter() - start, 3)
+        record["timings_seconds"]["html_report"] = round(html_seconds, 3)
         provenance = self.output_folder / PROVENANCE_FILE_NAME
         with atomic_path(provenance) as partial:
             partial.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        logger.info("wrote montage %s and provenance %s", montage, provenance)
+        logger.info("wrote montage %s, HTML report %s (%.2f s) and provenance %s", montage, report, html_seconds, provenance)
         return montage, provenance

@@ -218,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  input DICOM CT series: {dicom_folder.absolute()} ({len(files)} slices)")
     print(f"  DICOM SEG:             {seg_path.absolute()}")
     print(f"  DICOM SR (lesions):    {(results / 'diffugts_sr.dcm').absolute()}")
+    print(f"  HTML report (browser): {(results / 'diffugts_report.html').absolute()}")
     print(f"  PNG montage:           {(results / 'diffugts_montage.png').absolute()}")
     print(f"  provenance:            {(results / 'diffugts_provenance.json').absolute()}")
     print(f"  Dice with the phantom's true tumor: {overlap:.3f} ({int(truth.sum())} true voxels, {int(predicted.sum())} segmented)")

@@ -24,6 +24,7 @@ from app_helpers import (
 )
 
 SEG, SR, MONTAGE, PROVENANCE = "diffugts_seg.dcm", "diffugts_sr.dcm", "diffugts_montage.png", "diffugts_provenance.json"
+HTML_REPORT = "diffugts_report.html"
 
 
 def _check_acceptance(series, modality, tmp_path, capsys):
@@ -56,6 +57,7 @@ def _check_acceptance(series, modality, tmp_path, capsys):
     assert record["input"]["series_instance_uid"] == pydicom.dcmread(series.files[0]).SeriesInstanceUID
     assert record["output"]["seg_sop_instance_uid"] == seg.SOPInstanceUID
     assert (output / MONTAGE).stat().st_size > 10_000
+    assert f"report: {output / HTML_REPORT}" in printed and "<table id=\"lesions\">" in (output / HTML_REPORT).read_text()
     return seg
 
 

@@ -7,6 +7,7 @@ from PIL import Image as PILImage
 
 from operators.report_operator import (
     CT_WINDOW,
+    HTML_REPORT_FILE_NAME,
     MONTAGE_FILE_NAME,
     PROVENANCE_FILE_NAME,
     ReportOperator,
@@ -46,7 +47,9 @@ def test_display_window_is_soft_tissue_for_ct_and_percentiles_for_mr():
 def test_report_files_are_written_whole(report):
     folder, _, montage, _ = report
     assert montage == folder / MONTAGE_FILE_NAME
-    assert sorted(p.name for p in folder.iterdir()) == sorted([MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME, "diffugts_seg.dcm"])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [HTML_REPORT_FILE_NAME, MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME, "diffugts_seg.dcm"]
+    )
 
 
 def test_montage_has_two_rows_per_prompt(report, fast_config):
@@ -78,6 +81,7 @@ def test_provenance_names_input_output_weights_and_versions(report, segmentation
     versions = record["versions"]
     assert versions["monai-deploy-app-sdk"] == "4.0.0" and versions["highdicom"] and versions["torch"]
     timings = record["timings_seconds"]
-    assert timings["model_step"] > 0 and "features" in timings["stages"] and timings["report"] > 0
+    assert timings["model_step"] > 0 and "features" in timings["stages"] and timings["report"] > timings["html_report"] > 0
+    assert record["output"]["html_report_file"] == HTML_REPORT_FILE_NAME
     assert record["series_rules"][0]["name"] == "CT axial original primary"
     assert record["input"]["warnings"] == []  # the phantom CT is plausible CT

@@ -28,7 +28,7 @@ from runners import Invocation
 from tools.demo import write_ct_series
 
 OK = "ok"
-APP_OUTPUTS = ["diffugts_montage.png", "diffugts_provenance.json", "diffugts_seg.dcm", "diffugts_sr.dcm"]
+APP_OUTPUTS = ["diffugts_montage.png", "diffugts_provenance.json", "diffugts_report.html", "diffugts_seg.dcm", "diffugts_sr.dcm"]
 
 
 @dataclass(frozen=True)
