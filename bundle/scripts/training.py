@@ -17,6 +17,7 @@ Stages:
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 from pathlib import Path
@@ -263,18 +264,28 @@ def load_heads(heads: DiffuGTSHeads, path: str | Path) -> DiffuGTSHeads:
 
 
 class DiffusionIteration:
-    """Rectified-flow training of the UNet (``engine.network``) on latents of the frozen VAE."""
+    """Rectified-flow training of the UNet (``engine.network``) on latents of the frozen VAE.
 
-    def __init__(self, vae: nn.Module, scheduler: Any, scale_factor: float) -> None:
-        self.vae = vae.eval().requires_grad_(False)
+    A batch holds either the cached latents (``latent``, from :mod:`scripts.latent_cache`) or
+    image patches (``image``), which are then encoded here.
+    """
+
+    def __init__(self, vae: nn.Module | None, scheduler: Any, scale_factor: float) -> None:
+        self.vae = vae.eval().requires_grad_(False) if vae is not None else None
         self.scheduler = scheduler
         self.scale_factor = float(scale_factor)
 
+    def _latent(self, batch: dict[str, Any], device: torch.device) -> torch.Tensor:
+        if "latent" in batch:
+            return torch.as_tensor(batch["latent"]).to(device)
+        if self.vae is None:
+            raise ValueError("the batch holds no cached latent and no VAE was given to encode its image")
+        with torch.no_grad():
+            return self.vae.encode_stage_2_inputs(torch.as_tensor(batch["image"]).to(device))
+
     def __call__(self, engine: Any, batch: dict[str, Any]) -> dict[str, Any]:
         device = engine.state.device
-        image = torch.as_tensor(batch["image"]).to(device)
-        with torch.no_grad():
-            latent = self.vae.encode_stage_2_inputs(image) * self.scale_factor
+        latent = self._latent(batch, device) * self.scale_factor
         noise = torch.randn_like(latent)
         timesteps = self.scheduler.sample_timesteps(latent)
         noisy = self.scheduler.add_noise(latent, noise, timesteps)
@@ -441,6 +452,12 @@ def save_state_dict(network: nn.Module, path: str | Path, best: str | Path | Non
     atomic_save(state, path)
 
 
-def save_diffusion_checkpoint(network: nn.Module, scale_factor: float, path: str | Path) -> None:
-    """Save the (unwrapped) UNet in the official MAISI diffusion format."""
-    save_diffusion_weights(network.module if hasattr(network, "module") else network, scale_factor, path)
+def save_diffusion_checkpoint(network: nn.Module, scale_factor: float, path: str | Path, best: str | Path | None = None) -> None:
+    """Save the (unwrapped) UNet in the official MAISI diffusion format: the weights best on the
+    inpainting validation when the stage kept them (``best``), else its last weights."""
+    module = network.module if hasattr(network, "module") else network
+    if best is not None and Path(best).is_file():
+        module = copy.deepcopy(module)
+        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True))
+        logger.info("saving the weights best on validation (%s) to %s", best, path)
+    save_diffusion_weights(module, scale_factor, path)

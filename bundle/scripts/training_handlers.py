@@ -29,7 +29,7 @@ import torch
 from .atomic import atomic_write
 from .foundation import atomic_save
 
-__all__ = ["latest_checkpoint", "ResumeFromLatest", "LossHistory", "ValidationHistory", "ReconstructionHistory", "StopAtGate", "TimeBudget"]
+__all__ = ["latest_checkpoint", "ResumeFromLatest", "LossHistory", "ValidationHistory", "ReconstructionHistory", "InpaintingHistory", "StopAtGate", "TimeBudget"]
 
 logger = logging.getLogger(__name__)
 
@@ -292,6 +292,76 @@ class ReconstructionHistory(_ValidationCurve):
         logger.info("reconstruction at iteration %d: %s%s", iteration,
                     "; ".join(f"{m} " + ", ".join(f"{k} {v:.2f}" for k, v in vals.items()) for m, vals in per_modality.items()),
                     " (gate met)" if passed else "")
+        self._flush(improved)
+
+
+class InpaintingHistory(_ValidationCurve):
+    """The diffusion stage's gate (:mod:`scripts.inpainting_gate`) every ``interval`` epochs.
+
+    Each pass inpaints the true lesion of every validation item with the UNet being trained and
+    appends ``{iteration, per_category: {contrast_drop, outside_ratio}, contrast_drop,
+    outside_ratio, passed}`` (case means) to a JSON curve; the weights of the pass with the
+    largest contrast drop among those within the outside-error bound are kept at ``best_path``.
+
+    Args:
+        path, network, best_path, epoch_length: as for :class:`ValidationHistory`.
+        dataset: validation items on the working grid (``image``, ``label``, ``organs``,
+            ``spacing``, ``class_label``, ``category``), seen categories only.
+        vae: the frozen VAE; scheduler, scale_factor: as the stage trains with.
+        interval: epochs between passes.
+        num_steps, strength: the inpainting settings of inference.
+    """
+
+    def __init__(self, path: str | Path, network: torch.nn.Module, best_path: str | Path | None, epoch_length: int,
+                 dataset: Any, vae: torch.nn.Module, scheduler: Any, scale_factor: float, interval: int = 10,
+                 num_steps: int = 10, strength: float = 0.8) -> None:
+        super().__init__(path, network, best_path, epoch_length)
+        self.dataset, self.vae, self.scheduler, self.scale_factor = dataset, vae, scheduler, float(scale_factor)
+        self.interval, self.num_steps, self.strength = int(interval), int(num_steps), float(strength)
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self)
+
+    def __call__(self, engine: Any) -> None:
+        from .inpainting_gate import OUTSIDE_ERROR_RATIO, gate_passed, inpainting_effect
+        from .method import FrozenFoundation
+
+        module = self.network.module if hasattr(self.network, "module") else self.network
+        device = next(module.parameters()).device
+        foundation = FrozenFoundation(self.vae, module, self.scheduler, self.scale_factor)
+        module.eval()
+        effects: dict[str, list[Any]] = {}
+        try:
+            for index in range(len(self.dataset)):
+                item = self.dataset[index]
+                lesion = torch.as_tensor(item["label"])[0] > 0.5
+                if not lesion.any():
+                    continue
+                effect = inpainting_effect(
+                    foundation, torch.as_tensor(item["image"]).as_subclass(torch.Tensor)[None].to(device), lesion.to(device),
+                    torch.as_tensor(item["organs"])[0].to(device), spacing=torch.as_tensor(item["spacing"])[None].to(device) * 100.0,
+                    class_labels=torch.as_tensor(item["class_label"]).reshape(1).to(device), num_steps=self.num_steps,
+                    strength=self.strength, seed=index,
+                )
+                effects.setdefault(str(item.get("category", "all")), []).append(effect)
+        finally:
+            module.train()
+        if not effects:
+            return
+        iteration = self._iteration(engine)
+        per_category = {c: {k: float(np.mean([getattr(e, k) for e in v])) for k in ("contrast_drop", "outside_ratio")}
+                        for c, v in sorted(effects.items())}
+        every = [e for v in effects.values() for e in v]
+        summary = {k: float(np.mean([getattr(e, k) for e in every])) for k in ("contrast_drop", "outside_ratio")}
+        passed = gate_passed(summary)
+        eligible = [r["contrast_drop"] for r in self.records if r["outside_ratio"] <= OUTSIDE_ERROR_RATIO]
+        improved = summary["outside_ratio"] <= OUTSIDE_ERROR_RATIO and summary["contrast_drop"] > max(eligible, default=-np.inf)
+        self.records.append({"iteration": iteration, "seconds": round(time.perf_counter() - self.started, 1), "cases": len(every),
+                             "per_category": per_category, **summary, "passed": bool(passed), "best": bool(improved)})
+        logger.info("inpainting at iteration %d: contrast drop %.2f, outside error %.2fx the VAE's%s", iteration,
+                    summary["contrast_drop"], summary["outside_ratio"], " (gate met)" if passed else "")
         self._flush(improved)
 
 

@@ -40,16 +40,8 @@ def tiny_corpus(tmp_path_factory):
 
 
 def _run(configs, tmp_path, **override):
-    workflow = ConfigWorkflow(
-        config_file=[str(CONFIGS / c) for c in configs],
-        workflow_type="train",
-        bundle_root=str(BUNDLE),
-        models_dir=str(tmp_path / "models"),
-        log_dir=str(tmp_path / "logs"),
-        patch_size=[32, 32, 32],
-        log_every=100,
-        **override,
-    )
+    settings = {"models_dir": str(tmp_path / "models"), "log_dir": str(tmp_path / "logs"), "patch_size": [32, 32, 32], "log_every": 100, **override}
+    workflow = ConfigWorkflow(config_file=[str(CONFIGS / c) for c in configs], workflow_type="train", bundle_root=str(BUNDLE), **settings)
     workflow.initialize()
     workflow.run()
     workflow.finalize()
@@ -70,10 +62,19 @@ def test_every_stage_trains_and_its_loss_falls(tiny_corpus, tmp_path):
     assert _falls(losses), losses
     assert (tmp_path / "models" / "autoencoder.pt").is_file()
 
-    losses = _run(["train.json", "train_diffusion.json"], tmp_path, datalist=foundation, iterations=12, learning_rate=2e-3, batch_size=3)
+    cache = tmp_path / "latents"
+    losses = _run(["train.json", "train_diffusion.json"], tmp_path, datalist=foundation, iterations=12, learning_rate=2e-3, batch_size=3,
+                  latent_cache_root=str(cache), validation_handlers=[])
     assert _falls(losses, window=4), losses
     checkpoint = torch.load(tmp_path / "models" / "diffusion_unet.pt", weights_only=True)
     assert set(checkpoint) == {"unet_state_dict", "scale_factor"} and float(checkpoint["scale_factor"]) > 0
+    # One cached latent per volume, in the folder of these VAE weights; a second sitting reuses them.
+    (folder,) = cache.iterdir()
+    cached = {p: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert len(cached) == 3
+    _run(["train.json", "train_diffusion.json"], tmp_path / "again", datalist=foundation, iterations=2, batch_size=3,
+         latent_cache_root=str(cache), models_dir=str(tmp_path / "models"), validation_handlers=[])
+    assert {p: p.stat().st_mtime_ns for p in folder.iterdir()} == cached
 
     losses = _run(["train.json", "train_aova.json"], tmp_path, datalist=heads, iterations=10, learning_rate=5e-3, misleading_rate=0.0)
     assert _falls(losses), losses
@@ -212,3 +213,26 @@ def test_hounsfield_window_rewindows_the_pipelines_ct_intensities():
     assert len(seen) == 1
     with pytest.raises(ValueError, match="high must exceed low"):
         HounsfieldWindow(torch.nn.Identity(), low=10.0, high=10.0)
+
+
+@pytest.mark.slow
+def test_the_diffusion_stage_measures_its_inpainting_gate_and_keeps_its_best_weights(tiny_corpus, tmp_path):
+    _run(["train.json", "train_vae.json"], tmp_path, datalist=tiny_corpus / "foundation.json", iterations=2, validation_handlers=[])
+    organs = np.zeros((48, 48, 48), np.uint8)
+    organs[8:40, 8:40, 8:40] = 7  # the kidney the tiny corpus's tumors sit in
+    nib.save(nib.Nifti1Image(organs, np.diag([2.0, 2.0, 2.0, 1.0])), tiny_corpus / "kidney_organs.nii.gz")
+    validation = [{"image": "kidney1.nii.gz", "label": "kidney1_label.nii.gz", "organs": "kidney_organs.nii.gz",
+                   "modality": "CT", "category": "kidney tumor", "prompt": "kidney tumor"}]
+    (tiny_corpus / "validation.json").write_text(json.dumps({"validation": validation}))
+    _run(["train.json", "train_diffusion.json"], tmp_path, datalist=tiny_corpus / "foundation.json", iterations=4, checkpoint_every=2,
+         val_interval=1, batch_size=3, latent_cache_root=str(tmp_path / "latents"))
+    records = json.loads((tmp_path / "logs" / "diffusion_validation.json").read_text())["validation"]
+    assert [r["iteration"] for r in records] == [2, 4]
+    assert set(records[-1]["per_category"]) == {"kidney tumor"} and records[-1]["cases"] == 1
+    assert all(np.isfinite(r["contrast_drop"]) and r["outside_ratio"] > 0 for r in records)
+    best_path = tmp_path / "logs" / "checkpoints" / "diffusion_best.pt"
+    assert best_path.exists() == any(r["best"] for r in records)
+    if best_path.exists():  # the shipped weights are the best pass's
+        best = torch.load(best_path, weights_only=True)
+        shipped = torch.load(tmp_path / "models" / "diffusion_unet.pt", weights_only=True)["unet_state_dict"]
+        assert all(torch.equal(shipped[k], best[k]) for k in best)
