@@ -156,7 +156,8 @@ def test_the_vae_stage_validates_its_gate_and_keeps_its_best_weights(tiny_corpus
     nib.save(nib.Nifti1Image(image, np.diag([2.0, 2.0, 2.0, 1.0])), tiny_corpus / "val_ct.nii.gz")
     nib.save(nib.Nifti1Image(organs, np.diag([2.0, 2.0, 2.0, 1.0])), tiny_corpus / "val_ct_organs.nii.gz")
     validation = [
-        {"image": "val_ct.nii.gz", "organs": "val_ct_organs.nii.gz", "modality": "CT", "category": "healthy CT"},
+        # The corpus's healthy entries carry their (empty) lesion mask as "label".
+        {"image": "val_ct.nii.gz", "organs": "val_ct_organs.nii.gz", "label": "kidney0_label.nii.gz", "modality": "CT", "category": "healthy CT"},
         {"image": "brain.nii.gz", "organs": "val_ct_organs.nii.gz", "modality": "MR", "category": "healthy MR"},
     ]
     (tiny_corpus / "foundation_validation.json").write_text(json.dumps({"validation": validation}))
