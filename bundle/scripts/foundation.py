@@ -84,10 +84,6 @@ class FoundationProfile:
     coarse_threshold: float = 0.5
 
     @property
-    def latent_channels(self) -> int:
-        return int(self.vae["latent_channels"])
-
-    @property
     def feature_channels(self) -> tuple[int, int, int]:
         """Channels of the encoder taps (blocks 2, 5, 8): one per VAE resolution level."""
         return tuple(int(c) for c in self.vae["num_channels"])  # type: ignore[return-value]

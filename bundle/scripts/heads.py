@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from .aova import AOVAHead
-from .foundation import FoundationProfile, atomic_save, get_profile, load_state_dict_strict, read_checkpoint
+from .foundation import FoundationProfile, get_profile, load_state_dict_strict, read_checkpoint
 from .residual import ResidualRefiner
 
-__all__ = ["DiffuGTSHeads", "DiffuGTSNetwork", "heads_for_profile", "network_for_profile", "load_heads_weights", "save_heads_weights"]
+__all__ = ["DiffuGTSHeads", "DiffuGTSNetwork", "heads_for_profile", "network_for_profile", "load_heads_weights"]
 
 
 class DiffuGTSHeads(nn.Module):
@@ -104,6 +104,3 @@ def load_heads_weights(heads: DiffuGTSHeads, path: str | os.PathLike) -> None:
     device = next(heads.parameters()).device
     load_state_dict_strict(heads, read_checkpoint(path, device), path, "DiffuGTS heads")
 
-
-def save_heads_weights(heads: DiffuGTSHeads, path: str | os.PathLike) -> None:
-    atomic_save({k: v.detach().cpu() for k, v in heads.state_dict().items()}, path)
