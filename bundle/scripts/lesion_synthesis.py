@@ -18,8 +18,8 @@ read here as millimetres and converted with the volume's spacing. Taken from it:
 Every other finding has a law of its own (:data:`LESION_LAWS`, each with its source), and a tail
 of subtle lesions (under 20 HU of contrast, at most 15% of cases) keeps the task honest. Where a
 lesion replaces air, gas or fat (lung nodules, colon masses, the exophytic part of a renal mass)
-the law sets a soft-tissue target instead of subtracting: ``HU_out = HU + blur(mask) * (target -
-HU)``. Both forms are one formula over a per-voxel target.
+the law sets a soft-tissue target instead of subtracting: ``HU_out = HU + max(mask, blur(mask)) *
+(target - HU)``, solid up to its edge. Both forms are one formula over a per-voxel target.
 
 The same code serves the corpus writer (``corpus``) and training, as the random dictionary
 transform :class:`RandLesionSynthesisd`, which draws new lesions on the fly (the recipe measured
@@ -396,6 +396,13 @@ def synthesize_lesions(
 
     texture = lesion_texture(local_host.shape, spacing, rng)
     edge = ndimage.gaussian_filter(geo.astype(np.float32), rng.uniform(1.0, 2.0) / spacing) * allowed
+    if law.law is IntensityLaw.REPLACE:
+        # [ours] A mass that replaces air, gas or fat is solid up to its edge: the blur only
+        # spreads it outwards (partial volume with the air around it). Blurred inside as well, as
+        # the recipe blurs its darkening, most voxels of a small nodule or colon mass stayed half
+        # air: measured on corpus v2, the labelled lung tumors had a median mean of -236 HU and the
+        # colon masses -51 HU, where the laws draw 0-60 and 35-80 HU.
+        edge = np.maximum(edge, geo.astype(np.float32))
     if law.spare:
         edge *= ~np.isin(local_labels, np.asarray(law.spare, dtype=local_labels.dtype))
     local = image[box].astype(np.float32)
