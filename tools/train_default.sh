@@ -60,5 +60,7 @@ for stage in $STAGES; do
     *) echo "unknown stage $stage: expected vae, diffusion, aova, refiner" >&2; exit 2 ;;
     esac
 done
-$PY -m tools.plot_training --logs "$LOGS" --output bundle/docs/training_curves.png
+# The model card's figure shows the shipped weights' run; any other run keeps its curves beside its logs.
+if [ "$LOGS" = bundle/logs ]; then CURVES=bundle/docs/training_curves.png; else CURVES="$LOGS/training_curves.png"; fi
+$PY -m tools.plot_training --logs "$LOGS" --output "$CURVES"
 ls -l "$MODELS"
