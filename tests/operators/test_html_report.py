@@ -14,7 +14,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-from operator_helpers import load_selection
+from operator_helpers import loaded_series
 from PIL import Image
 from scripts import Modality, SegmentationResult
 from scripts.text import PromptSet
@@ -23,7 +23,7 @@ from operators import SegmentationRun
 from operators.html_report import HTML_REPORT_FILE_NAME, RESEARCH_WARNING, build_html_report, write_html_report
 from operators.report_operator import display_window, package_versions
 from operators.sr_writer import run_lesions
-from operators.volume_geometry import series_affine, slices_to_xyz
+from operators.volume_geometry import slices_to_xyz
 
 CHROMIUM = "/usr/bin/chromium"
 CUBE = (slice(5, 10), slice(6, 11), slice(10, 15))  # (x, y, z): slices 11 to 15 (1-based)
@@ -32,11 +32,7 @@ BALL_CENTRE, BALL_RADIUS = (28, 26, 6), 3
 
 @pytest.fixture(scope="module")
 def run(fragment, phantom_ct):
-    selection, image = load_selection(fragment, phantom_ct.folder)
-    series = selection[0].selected_series[0].series
-    datasets = [instance.get_native_sop_instance() for instance in series.get_sop_instances()]
-    volume = np.asarray(image.asnumpy(), dtype=np.float32)
-    affine = series_affine(datasets, space="RAS")
+    selection, datasets, volume, affine = loaded_series(fragment, phantom_ct.folder)
     xyz = slices_to_xyz(volume)
     mask = np.zeros(xyz.shape, np.uint8)
     mask[CUBE] = 1

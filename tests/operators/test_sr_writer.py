@@ -8,7 +8,7 @@ checked against the geometry of the series itself.
 import highdicom as hd
 import numpy as np
 import pytest
-from operator_helpers import load_selection
+from operator_helpers import loaded_series
 from pydicom import dcmread
 from pydicom.sr.codedict import codes
 from scripts import Modality, SegmentationResult
@@ -50,11 +50,7 @@ def _centre_lps(datasets, centre):
 
 @pytest.fixture(scope="module")
 def known_run(fragment, phantom_ct):
-    selection, image = load_selection(fragment, phantom_ct.folder)
-    series = selection[0].selected_series[0].series
-    datasets = [instance.get_native_sop_instance() for instance in series.get_sop_instances()]
-    volume = np.asarray(image.asnumpy(), dtype=np.float32)
-    affine = series_affine(datasets, space="RAS")
+    selection, datasets, volume, affine = loaded_series(fragment, phantom_ct.folder)
     shape = slices_to_xyz(volume).shape
     masks = [np.zeros(shape, bool), np.zeros(shape, bool)]
     for prompt, centre, radius in BALLS:
