@@ -443,21 +443,22 @@ class RefinerIteration:
 def save_state_dict(network: nn.Module, path: str | Path, best: str | Path | None = None) -> None:
     """Save the stage's weights atomically at its end: the weights best on validation when the
     stage kept them (``best``), else the (unwrapped) network's last weights."""
+    atomic_save(_weights_to_ship(network, best, path), path)
+
+
+def _weights_to_ship(network: nn.Module, best: str | Path | None, path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict a stage ships: its best weights on validation when it kept them, else the
+    (unwrapped) network's last ones."""
     if best is not None and Path(best).is_file():
-        state = torch.load(best, map_location="cpu", weights_only=True)
         logger.info("saving the weights best on validation (%s) to %s", best, path)
-    else:
-        module = network.module if hasattr(network, "module") else network
-        state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-    atomic_save(state, path)
+        return torch.load(best, map_location="cpu", weights_only=True)
+    module = network.module if hasattr(network, "module") else network
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
 
 def save_diffusion_checkpoint(network: nn.Module, scale_factor: float, path: str | Path, best: str | Path | None = None) -> None:
     """Save the (unwrapped) UNet in the official MAISI diffusion format: the weights best on the
     inpainting validation when the stage kept them (``best``), else its last weights."""
-    module = network.module if hasattr(network, "module") else network
-    if best is not None and Path(best).is_file():
-        module = copy.deepcopy(module)
-        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True))
-        logger.info("saving the weights best on validation (%s) to %s", best, path)
+    module = copy.deepcopy(network.module if hasattr(network, "module") else network).cpu()
+    module.load_state_dict(_weights_to_ship(network, best, path))
     save_diffusion_weights(module, scale_factor, path)
