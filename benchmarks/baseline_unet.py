@@ -64,9 +64,22 @@ def train(datalist: Path, iterations: int, baseline_dir: Path = DEFAULT_DIR) -> 
     """Train through the bundle; returns the command, wall time and loss summary."""
     configs = "[" + ",".join(f"'{c}'" for c in CONFIGS) + "]"
     command = [
-        sys.executable, "-m", "monai.bundle", "run", "--config_file", configs, "--bundle_root", str(ROOT / "bundle"),
-        "--logging_file", str(ROOT / "bundle/configs/logging.conf"), "--datalist", str(datalist),
-        "--iterations", str(iterations), "--baseline_dir", str(baseline_dir),
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        configs,
+        "--bundle_root",
+        str(ROOT / "bundle"),
+        "--logging_file",
+        str(ROOT / "bundle/configs/logging.conf"),
+        "--datalist",
+        str(datalist),
+        "--iterations",
+        str(iterations),
+        "--baseline_dir",
+        str(baseline_dir),
     ]
     baseline_dir.mkdir(parents=True, exist_ok=True)
     print(f"[baseline] training {iterations} iterations: {' '.join(command)}", flush=True)
@@ -94,30 +107,40 @@ def training_summary(baseline_dir: Path, command: list[str] | None = None) -> di
     }
 
 
-def build_network(weights: Path, device: torch.device) -> torch.nn.Module:
-    """The ``network_def`` of the training configs, with the trained weights."""
+def _training_configs() -> ConfigParser:
     parser = ConfigParser()
     parser.read_config([str(c) for c in CONFIGS])
     parser["bundle_root"] = str(ROOT / "bundle")
-    network = parser.get_parsed_content("network_def")
+    return parser
+
+
+def build_network(weights: Path, device: torch.device) -> torch.nn.Module:
+    """The ``network_def`` of the training configs, with the trained weights."""
+    network = _training_configs().get_parsed_content("network_def")
     network.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
     return network.to(device).eval()
 
 
+def decision_threshold() -> float:
+    """The probability above which a voxel is tumor: the training configs' ``threshold``, the one
+    their validation used (derived from the loss's positive weight, not tuned on any split)."""
+    return float(_training_configs().get_parsed_content("threshold"))
+
+
 @torch.no_grad()
-def _predict(network: torch.nn.Module, volume, modality: Modality, profile, device) -> np.ndarray:
+def _predict(network: torch.nn.Module, volume, modality: Modality, profile, device, threshold: float) -> np.ndarray:
     """Tumor mask on the input grid, through the pipeline's own preprocessing and its inverse."""
     geometry = VolumeGeometry(working_spacing=profile.working_spacing.get(modality), divisor=profile.divisor)
     working = geometry(normalize_intensity(volume, intensity_window(volume, modality)))
     inferer = SlidingWindowInferer(roi_size=PATCH, sw_batch_size=1, overlap=0.25, mode="gaussian")
     probability = torch.sigmoid(inferer(working.as_tensor()[None].to(device), network))[0].cpu()
-    return (geometry.invert(probability, working)[0] > 0.5).numpy()
+    return (geometry.invert(probability, working)[0] > threshold).numpy()
 
 
 def evaluate(datalist: dict[str, Any], weights: Path, output: Path, nsd_tolerance_mm: float = 2.0) -> dict[str, Any]:
     """DSC, NSD and false-positive mL per case and category; written to ``output`` and returned."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    network = build_network(weights, device)
+    network, threshold = build_network(weights, device), decision_threshold()
     profile = get_profile("mini")  # the same working grid as the embedded default
     loader = LoadImage(image_only=True)
     predictions: dict[str, np.ndarray] = {}  # prompt-agnostic: one prediction per image
@@ -127,7 +150,7 @@ def evaluate(datalist: dict[str, Any], weights: Path, output: Path, nsd_toleranc
         volume = as_volume(loader(entry["image"]))
         modality = Modality.parse(entry.get("modality", "CT"))
         if entry["image"] not in predictions:
-            predictions[entry["image"]] = _predict(network, volume, modality, profile, device)
+            predictions[entry["image"]] = _predict(network, volume, modality, profile, device, threshold)
         prediction = predictions[entry["image"]]
         spacing = tuple(float(s) for s in np.linalg.norm(volume.affine.numpy()[:3, :3], axis=0))
         if entry.get("expect_empty"):
@@ -148,7 +171,7 @@ def evaluate(datalist: dict[str, Any], weights: Path, output: Path, nsd_toleranc
                 },
             }
         )
-    payload = {"nsd_tolerance_mm": nsd_tolerance_mm, "weights": str(weights), "per_category": summarize(per_case), "per_case": per_case}
+    payload = {"nsd_tolerance_mm": nsd_tolerance_mm, "weights": str(weights), "threshold": threshold, "per_category": summarize(per_case), "per_case": per_case}
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(payload, indent=2))
     return payload
