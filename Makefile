@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 # one; other users get it inside a user namespace (--map-root-user).
 OFFLINE := unshare --net $(if $(filter 0,$(shell id -u)),,--map-root-user) sh -c 'ip link set lo up && exec "$$@"' offline
 
-.PHONY: setup demo test
+.PHONY: setup demo test lint
 setup:
 	bash tools/setup.sh
 
@@ -17,6 +17,11 @@ demo: setup
 	$(PYTHON) -m tools.demo --output demo_output
 
 # Set-up and the test data need the network; the tests must not.
-test: setup
+# Lint and format checks (configured in pyproject.toml); part of `make test`, so CI runs them.
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+test: setup lint
 	$(PYTHON) -m tools.fetch_test_data
 	$(OFFLINE) $(PYTHON) -m pytest -q

@@ -22,8 +22,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import monai.deploy
 from holoscan.conditions import CountCondition
@@ -116,13 +116,14 @@ class DiffuGTSApp(Application):
         output_folder = self.staged.folder  # every operator writes here; main() commits it
         config = AppConfig.load(CONFIG_PATH)
         explicit_models = bool(context.args.get("model")) or "HOLOSCAN_MODEL_PATH" in os.environ
-        weights = resolve_weights(
-            context.model_path, explicit=explicit_models, profile=config.profile, allow_random=config.allow_random_weights
-        )
+        weights = resolve_weights(context.model_path, explicit=explicit_models, profile=config.profile, allow_random=config.allow_random_weights)
 
         loader = DICOMInputLoaderOperator(
-            self, CountCondition(self, 1), input_folder=input_folder,
-            allow_non_dicom_files=config.allow_non_dicom_files, name="dicom_loader",
+            self,
+            CountCondition(self, 1),
+            input_folder=input_folder,
+            allow_non_dicom_files=config.allow_non_dicom_files,
+            name="dicom_loader",
         )
         selector = ClinicalSeriesSelectorOperator(self, rules_file=config.series_rules, name="series_selector")
         to_volume = SeriesToVolumeOperator(self, name="series_to_volume")
@@ -257,7 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     logger.info("done in %.1f s: outputs in %s", time.perf_counter() - start, app.output_folder)
     for label, name in (
-        ("SEG", SEG_FILE_NAME), ("SR", SR_FILE_NAME), ("report", HTML_REPORT_FILE_NAME), ("montage", MONTAGE_FILE_NAME),
+        ("SEG", SEG_FILE_NAME),
+        ("SR", SR_FILE_NAME),
+        ("report", HTML_REPORT_FILE_NAME),
+        ("montage", MONTAGE_FILE_NAME),
         ("provenance", PROVENANCE_FILE_NAME),
     ):
         print(f"{label}: {app.output_folder / name}")

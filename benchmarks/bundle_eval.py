@@ -13,9 +13,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 __all__ = ["ROOT", "EvalRun", "evaluate", "bundle_command"]
 
@@ -42,10 +43,25 @@ class EvalRun:
 def bundle_command(datalist: Path, output_dir: Path, overrides: Sequence[str] = ()) -> list[str]:
     configs = f"['{ROOT / 'bundle/configs/inference.json'}','{ROOT / 'bundle/configs/evaluate.json'}']"
     return [
-        sys.executable, "-m", "monai.bundle", "run", "--config_file", configs, "--bundle_root", str(ROOT / "bundle"),
-        "--logging_file", str(ROOT / "bundle/configs/logging.conf"),
-        "--datalist", str(datalist), "--output_dir", str(output_dir),
-        "--patch_size", "[128,128,128]", "--progress", "False", *overrides,
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        configs,
+        "--bundle_root",
+        str(ROOT / "bundle"),
+        "--logging_file",
+        str(ROOT / "bundle/configs/logging.conf"),
+        "--datalist",
+        str(datalist),
+        "--output_dir",
+        str(output_dir),
+        "--patch_size",
+        "[128,128,128]",
+        "--progress",
+        "False",
+        *overrides,
     ]
 
 

@@ -26,8 +26,7 @@ from scripts.training import DiffusionIteration  # noqa: E402
 
 
 def seconds_per_step(iteration: DiffusionIteration, unet: torch.nn.Module, batch: dict, steps: int) -> float:
-    engine = SimpleNamespace(state=SimpleNamespace(device=torch.device("cpu")), network=unet,
-                             optimizer=torch.optim.AdamW(unet.parameters(), lr=1e-4))
+    engine = SimpleNamespace(state=SimpleNamespace(device=torch.device("cpu")), network=unet, optimizer=torch.optim.AdamW(unet.parameters(), lr=1e-4))
     iteration(engine, batch)  # warm-up
     start = time.perf_counter()
     for _ in range(steps):
@@ -50,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     latent = torch.randn(args.batch, 4, *latent_patch_size([args.patch] * 3, args.profile))
     encoded = seconds_per_step(DiffusionIteration(vae, build_scheduler("rflow"), 1.0), unet, {**common, "image": image}, args.steps)
     cached = seconds_per_step(DiffusionIteration(None, build_scheduler("rflow"), 1.0), unet, {**common, "latent": latent}, args.steps)
-    print(f"profile {args.profile}, batch {args.batch} x {args.patch}^3 image patches ({latent.shape[2]}^3 latents), "
-          f"{torch.get_num_threads()} threads")
+    print(f"profile {args.profile}, batch {args.batch} x {args.patch}^3 image patches ({latent.shape[2]}^3 latents), {torch.get_num_threads()} threads")
     print(f"  encoding every step: {encoded:.3f} s/step")
     print(f"  cached latents:      {cached:.3f} s/step ({encoded / cached:.1f}x faster)")
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 

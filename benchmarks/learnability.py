@@ -73,9 +73,23 @@ def train_run(name: str, datalist: Path, minutes: float, overrides: list[str], w
         print(f"[learnability] {name}: its {budget_minutes:g} minutes are spent", flush=True)
         return {"command": None, "wall_seconds_this_sitting": 0.0}
     command = [
-        sys.executable, "-m", "monai.bundle", "run", "--config_file", _configs(), "--bundle_root", str(ROOT / "bundle"),
-        "--logging_file", str(ROOT / "bundle/configs/logging.conf"), "--datalist", str(datalist),
-        "--baseline_dir", str(run_dir), "--max_seconds", str(int(left * 60)), *overrides,
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        _configs(),
+        "--bundle_root",
+        str(ROOT / "bundle"),
+        "--logging_file",
+        str(ROOT / "bundle/configs/logging.conf"),
+        "--datalist",
+        str(datalist),
+        "--baseline_dir",
+        str(run_dir),
+        "--max_seconds",
+        str(int(left * 60)),
+        *overrides,
     ]
     print(f"[learnability] {name}: {' '.join(command)}", flush=True)
     start = time.perf_counter()
@@ -88,7 +102,7 @@ def _curves(run_dir: Path) -> dict[str, Any]:
     loss = json.loads((run_dir / "baseline_loss.json").read_text()) if (run_dir / "baseline_loss.json").exists() else {"loss": [], "seconds": 0}
     values = np.asarray(loss["loss"], dtype=float)
     step = max(1, len(values) // 200)  # 200 points are enough for a curve
-    smooth = [float(values[i:i + step].mean()) for i in range(0, len(values), step)]
+    smooth = [float(values[i : i + step].mean()) for i in range(0, len(values), step)]
     validation = json.loads((run_dir / "baseline_validation.json").read_text())["validation"] if (run_dir / "baseline_validation.json").exists() else []
     return {"iterations": int(len(values)), "train_seconds": float(loss["seconds"]), "loss_every": step, "loss": smooth, "validation": validation}
 
@@ -97,8 +111,13 @@ def gate_verdict(per_category: dict[str, float]) -> dict[str, Any]:
     """Whether the seen-category DSCs meet the gate (mean >= 0.60 and each >= 0.40)."""
     values = [per_category[c] for c in SEEN if c in per_category]
     mean = float(np.mean(values)) if values else 0.0
-    return {"mean_dsc": mean, "min_dsc": float(min(values)) if values else 0.0, "required_mean": GATE_MEAN,
-            "required_each": GATE_EACH, "passed": bool(len(values) == len(SEEN) and mean >= GATE_MEAN and min(values) >= GATE_EACH)}
+    return {
+        "mean_dsc": mean,
+        "min_dsc": float(min(values)) if values else 0.0,
+        "required_mean": GATE_MEAN,
+        "required_each": GATE_EACH,
+        "passed": bool(len(values) == len(SEEN) and mean >= GATE_MEAN and min(values) >= GATE_EACH),
+    }
 
 
 def _evaluate(datalist: Path, weights: Path, output: Path) -> dict[str, Any]:
@@ -106,8 +125,10 @@ def _evaluate(datalist: Path, weights: Path, output: Path) -> dict[str, Any]:
 
     # Entries are relative to the datalist's folder; MONAI's loader resolves them.
     payload = evaluate({"test": load_decathlon_datalist(str(datalist), True, "test")}, weights, output)
-    return {c: {"n": row["n"], "dsc": row[METHOD]["dsc"]["mean"], "dsc_std": row[METHOD]["dsc"]["std"], "nsd": row[METHOD]["nsd"]["mean"]}
-            for c, row in payload["per_category"].items()}
+    return {
+        c: {"n": row["n"], "dsc": row[METHOD]["dsc"]["mean"], "dsc_std": row[METHOD]["dsc"]["std"], "nsd": row[METHOD]["nsd"]["mean"]}
+        for c, row in payload["per_category"].items()
+    }
 
 
 def _weights(run_dir: Path) -> Path:
@@ -118,13 +139,17 @@ def _weights(run_dir: Path) -> Path:
 def _markdown(result: dict[str, Any]) -> str:
     gate = result["seen"]["gate"]
     lines = [
-        "# Learnability gate (benchmark.md)", "",
+        "# Learnability gate (benchmark.md)",
+        "",
         "A supervised MONAI 3D UNet (the bundle's `train_baseline.json`) trained on the seen categories,",
         "measured on `test_seen` (held-out seeds, never used to choose anything); the ceiling run is",
-        "trained on liver tumors alone and measured on `test_unseen_liver`. DSC per case, mean (std).", "",
+        "trained on liver tumors alone and measured on `test_unseen_liver`. DSC per case, mean (std).",
+        "",
         f"Gate: mean >= {GATE_MEAN:.2f} and each category >= {GATE_EACH:.2f}: **{'passed' if gate['passed'] else 'not passed'}** "
-        f"(mean {gate['mean_dsc']:.3f}, lowest {gate['min_dsc']:.3f}).", "",
-        "| run | category | n | DSC | NSD (2 mm) |", "|---|---|---|---|---|",
+        f"(mean {gate['mean_dsc']:.3f}, lowest {gate['min_dsc']:.3f}).",
+        "",
+        "| run | category | n | DSC | NSD (2 mm) |",
+        "|---|---|---|---|---|",
     ]
     for run in ("seen", "ceiling"):
         for category, row in result.get(run, {}).get("per_category", {}).items():
@@ -171,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, required=True, help="corpus folder written by python -m corpus")
     parser.add_argument("--run", choices=("seen", "ceiling", "evaluate", "all"), default="all")
-    parser.add_argument("--seen-minutes", type=float, default=120.0, help="training minutes of the seen run in this sitting (default 120; 120 in all over every sitting)")
+    parser.add_argument(
+        "--seen-minutes", type=float, default=120.0, help="training minutes of the seen run in this sitting (default 120; 120 in all over every sitting)"
+    )
     parser.add_argument("--ceiling-minutes", type=float, default=40.0, help="budget of the ceiling run per sitting (default 40)")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--work", type=Path, default=WORK, help="checkpoints, curves and weights of the runs (resumed from)")
@@ -181,18 +208,27 @@ def main(argv: list[str] | None = None) -> int:
         train_run("seen", datalists / "seen_train.json", args.seen_minutes, [], args.work)
     if args.run in ("ceiling", "all"):
         # No validation split holds liver tumors (the protocol), so the ceiling trains for its budget.
-        train_run("ceiling", _ceiling_datalist(args.corpus), args.ceiling_minutes,
-                  ["--seen_findings", "['liver tumor']", "--synthesis_prob", "1.0", "--validation_handlers", "[]"], args.work,
-                  budget_minutes=args.ceiling_minutes)
+        train_run(
+            "ceiling",
+            _ceiling_datalist(args.corpus),
+            args.ceiling_minutes,
+            ["--seen_findings", "['liver tumor']", "--synthesis_prob", "1.0", "--validation_handlers", "[]"],
+            args.work,
+            budget_minutes=args.ceiling_minutes,
+        )
     if args.run not in ("evaluate", "all"):
         return 0
     result: dict[str, Any] = {"command": f"python -m benchmarks.learnability --corpus {args.corpus}", "gate": {"mean": GATE_MEAN, "each": GATE_EACH}}
     seen_dir = args.work / "seen"
     per_category = _evaluate(datalists / "test_seen.json", _weights(seen_dir), args.work / "seen_test_metrics.json")
     liver_zero_shot = _evaluate(datalists / "test_unseen_liver.json", _weights(seen_dir), args.work / "seen_liver_metrics.json")
-    result["seen"] = {"per_category": per_category, "gate": gate_verdict({c: r["dsc"] for c, r in per_category.items()}),
-                      "liver_tumor_without_training_on_it": liver_zero_shot, "curves": _curves(seen_dir),
-                      "weights_chosen": _weights(seen_dir).name}
+    result["seen"] = {
+        "per_category": per_category,
+        "gate": gate_verdict({c: r["dsc"] for c, r in per_category.items()}),
+        "liver_tumor_without_training_on_it": liver_zero_shot,
+        "curves": _curves(seen_dir),
+        "weights_chosen": _weights(seen_dir).name,
+    }
     for category in SEEN:  # per-category DSC under keys named by the category values
         result[category] = per_category.get(category, {}).get("dsc")
     ceiling_dir = args.work / "ceiling"

@@ -24,9 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import nibabel as nib
 import numpy as np
@@ -79,9 +79,22 @@ def write_cases(folder: Path, cases: int, size: int, distinct: int = len(SOURCES
 def run_batch(datalist: Path, output: Path, **overrides) -> subprocess.CompletedProcess:
     """The bundle's batch mode, as a user runs it, in its own process."""
     command = [
-        sys.executable, "-m", "monai.bundle", "run", "--bundle_root", str(ROOT / "bundle"),
-        "--config_file", str(ROOT / "bundle" / "configs" / "inference.json"),
-        "--datalist", str(datalist), "--output_dir", str(output), "--progress", "False", "--save_maps", "probability",
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--bundle_root",
+        str(ROOT / "bundle"),
+        "--config_file",
+        str(ROOT / "bundle" / "configs" / "inference.json"),
+        "--datalist",
+        str(datalist),
+        "--output_dir",
+        str(output),
+        "--progress",
+        "False",
+        "--save_maps",
+        "probability",
     ]
     for key, value in overrides.items():
         command += [f"--{key}", str(value)]
@@ -131,8 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    print(f"memory soak: {args.cases} cases of {args.size}^3 through one bundle process (batch mode), "
-          f"{len(SOURCES)} distinct phantoms repeated; {os.cpu_count()} CPU cores, Python {platform.python_version()}")
+    print(
+        f"memory soak: {args.cases} cases of {args.size}^3 through one bundle process (batch mode), "
+        f"{len(SOURCES)} distinct phantoms repeated; {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    )
     print(f"{'case':<8} {'source':<34} {'RSS MB':>8} {'vs first':>9}")
     for name, resident in zip(soak.names, soak.resident_mb):
         category, seed, prompt = SOURCES[sources[name]]

@@ -30,8 +30,9 @@ import os
 import shlex
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -82,9 +83,7 @@ class PaperTables:
         return {**full, "test": [e for e in full["test"] if e["category"] in TUMOR_CATEGORIES]}
 
     def run(self, name: str, datalist: dict[str, Any], overrides: list[str] = ()) -> EvalRun:
-        result = evaluate(
-            name, datalist, self.work, overrides, reuse=self.args.reuse, keep_images=self.args.keep_images, weights=self.info["weights"]
-        )
+        result = evaluate(name, datalist, self.work, overrides, reuse=self.args.reuse, keep_images=self.args.keep_images, weights=self.info["weights"])
         self._write_json(f"runs/{name}_metrics.json", result.metrics)
         return result
 
@@ -103,9 +102,7 @@ class PaperTables:
                 self.baseline_training = baseline_unet.train(seen.resolve(), self.args.baseline_iterations)
             else:
                 summary = weights.parent / "training.json"
-                self.baseline_training = (
-                    json.loads(summary.read_text()) if summary.is_file() else baseline_unet.training_summary(weights.parent)
-                )
+                self.baseline_training = json.loads(summary.read_text()) if summary.is_file() else baseline_unet.training_summary(weights.parent)
             print(f"[baseline] evaluating {weights}", flush=True)
             self._baseline = baseline_unet.evaluate(self.datalist(), weights, self.work / "baseline" / "metrics.json")
             self._write_json("runs/baseline_metrics.json", self._baseline)
@@ -158,8 +155,7 @@ class PaperTables:
             f"pos/neg patches of `seen_train.json`), {training.get('iterations', '?')} iterations in "
             f"{training.get('train_seconds', float('nan')) / 60:.1f} min, loss {training.get('loss_first', float('nan')):.3f} -> "
             f"{training.get('loss_last', float('nan')):.3f} (first -> last 50); evaluated by `benchmarks/baseline_unet.py` "
-            "on the same cases, working grid and metric functions, threshold 0.5."
-            + (f" Training: {training['note']}." if training.get("note") else "") + "\n"
+            "on the same cases, working grid and metric functions, threshold 0.5." + (f" Training: {training['note']}." if training.get("note") else "") + "\n"
         )
         if self.baseline_seen:
             parts.append(
@@ -172,17 +168,24 @@ class PaperTables:
     def ablations(self) -> str:
         tumors = self.tumor_datalist()
         levels = [
-            MethodResult(f"level {i} only ({LEVEL_NAMES[i]})", self.run(f"levels_{i}", tumors, ["--network_def#levels", f"[{i}]"]).metrics)
-            for i in range(3)
+            MethodResult(f"level {i} only ({LEVEL_NAMES[i]})", self.run(f"levels_{i}", tumors, ["--network_def#levels", f"[{i}]"]).metrics) for i in range(3)
         ]
         direct = self.run("direct", tumors, ["--inpainting", "direct"])
         aggregation = MethodResult("all levels, mean (the method)", self.main_run().metrics)
-        plots.tumor_bars([*levels, aggregation], self.out / "ablation_levels.png", "Feature levels: one level vs the aggregation", ("single feature level, best", "DiffuGTS"))
+        plots.tumor_bars(
+            [*levels, aggregation], self.out / "ablation_levels.png", "Feature levels: one level vs the aggregation", ("single feature level, best", "DiffuGTS")
+        )
         latent = MethodResult("latent space inpainting (the method)", self.main_run().metrics)
         generated = MethodResult("direct generation (whole latent regenerated)", direct.metrics)
-        plots.tumor_bars([latent, generated], self.out / "ablation_inpainting.png", "Latent space inpainting vs direct generation", ("DiffuGTS", "without LSI (direct generation)"))
+        plots.tumor_bars(
+            [latent, generated],
+            self.out / "ablation_inpainting.png",
+            "Latent space inpainting vs direct generation",
+            ("DiffuGTS", "without LSI (direct generation)"),
+        )
         return (
-            "### Feature levels\n\n" + tables.levels_table(levels, aggregation)
+            "### Feature levels\n\n"
+            + tables.levels_table(levels, aggregation)
             + "\n![levels](ablation_levels.png)\n\n### Latent space inpainting against direct generation\n\n"
             + tables.inpainting_table(latent, generated)
             + f"\nDirect generation: `--inpainting direct`; {self._seconds(direct)}.\n\n![inpainting](ablation_inpainting.png)\n"
@@ -192,8 +195,7 @@ class PaperTables:
         results = self._method_results()
         plots.misleading_bars(results, self.out / "misleading.png")
         return (
-            tables.misleading_table(results)
-            + "\nThe reference is empty in every row, so all foreground is false positive. Absent disease: healthy "
+            tables.misleading_table(results) + "\nThe reference is empty in every row, so all foreground is false positive. Absent disease: healthy "
             "scans with the prompt of their body part. Wrong organ: 'lung tumor' on liver-tumor CTs. Wrong organ and "
             "modality: 'kidney tumor' on glioma MRs. The supervised UNet reads no prompt: its rows show what it "
             "segments regardless (on tumor scans, the real tumor counts as false positive here).\n"
@@ -209,7 +211,10 @@ class PaperTables:
             row = run.metrics["per_category"][LIVER]
             points.append(
                 {
-                    "steps": steps, "n": row["n"], "dsc": row["full"]["dsc"], "nsd": row["full"]["nsd"],
+                    "steps": steps,
+                    "n": row["n"],
+                    "dsc": row["full"]["dsc"],
+                    "nsd": row["full"]["nsd"],
                     "seconds_per_case": run.seconds_per_case(),
                     "inpainting_seconds_per_case": run.seconds_per_case(stage="inpainting"),
                 }
@@ -239,8 +244,15 @@ class PaperTables:
         runs = [(mode, "none") for mode in self.args.perf_inpainting] + [(self.args.perf_inpainting[0], "all")]
         measurements = [
             measure(
-                volumes[size], modality=modality, prompt=prompt, label=label, size=size, work_dir=self.work / "performance",
-                inpainting=mode, save_maps=maps, reuse_weights=self.info["weights"] if self.args.reuse else None,
+                volumes[size],
+                modality=modality,
+                prompt=prompt,
+                label=label,
+                size=size,
+                work_dir=self.work / "performance",
+                inpainting=mode,
+                save_maps=maps,
+                reuse_weights=self.info["weights"] if self.args.reuse else None,
             )
             for size, label, modality, prompt in sizes
             for mode, maps in runs
@@ -252,15 +264,18 @@ class PaperTables:
         first = measurements[0]
         return (
             tables.performance_table(measurements)
-            + "\n" + tables.stage_table(measurements)
-            + "\nTargets (printed, not asserted):\n\n" + "".join(f"* {line}\n" for line in targets)
+            + "\n"
+            + tables.stage_table(measurements)
+            + "\nTargets (printed, not asserted):\n\n"
+            + "".join(f"* {line}\n" for line in targets)
             + f"\nBundle defaults of the mini profile ({'x'.join(map(str, first['patch_size']))} patches, overlap 0.25, "
             f"{first['num_steps']} diffusion steps), {first['torch_threads']} torch threads, {first['device']}. `latent`: the "
             "method (only patches whose coarse mask is not empty are inpainted, so the time depends on the weights); "
             "`direct`: every patch is inpainted, the upper bound. End to end: read the file, segment, write the NIfTI "
             "outputs (model loading excluded): the mask (the bundle's default), or with `--save_maps all` the "
             "probability, AOVA and pseudo-healthy maps too. Outside forward passes: the share of `segment s`, the "
-            "pipeline call, not spent in the networks (reading and writing files are not in it). Peak RSS: the whole process (interpreter, torch, networks, text "
+            "pipeline call, not spent in the networks (reading and writing files are not in it). "
+            "Peak RSS: the whole process (interpreter, torch, networks, text "
             "encoder), a fresh process per row. Forward passes: hooks on the VAE encoder blocks and decoder, the "
             "diffusion UNet and the two heads (`benchmarks/forward_timer.py`); the rest is preprocessing, resampling, "
             "sliding-window stitching and post-processing. The 512x512x155 MR is a corpus glioma phantom resampled "
@@ -276,8 +291,17 @@ class PaperTables:
             volumes = self._volumes()
             resized_volume(volumes["liver"], (256, 256, 256), volumes["ct256"])
             measurements = [
-                measure(volumes[size], modality=modality, prompt=prompt, label=label, size=size, work_dir=self.work / "gpu",
-                        profile="maisi", inpainting=mode, device="cuda")
+                measure(
+                    volumes[size],
+                    modality=modality,
+                    prompt=prompt,
+                    label=label,
+                    size=size,
+                    work_dir=self.work / "gpu",
+                    profile="maisi",
+                    inpainting=mode,
+                    device="cuda",
+                )
                 for size, label, modality, prompt in sizes
                 for mode in self.args.perf_inpainting
             ]
@@ -326,9 +350,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--perf-inpainting", type=_mode_list, default=["latent", "direct"], help="inpainting modes timed")
     parser.add_argument("--baseline-iterations", type=int, default=6000, help="iterations if the baseline is trained")
     parser.add_argument("--retrain-baseline", action="store_true", help="train the UNet baseline even if its weights exist")
-    parser.add_argument(
-        "--reuse", action="store_true", help="reuse finished bundle runs and timings with the same inputs, command and weights"
-    )
+    parser.add_argument("--reuse", action="store_true", help="reuse finished bundle runs and timings with the same inputs, command and weights")
     parser.add_argument("--keep-images", action="store_true", help="keep the NIfTI outputs of the bundle runs under --work")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:

@@ -6,7 +6,8 @@
 
 The volume goes through the bundle's own runner (``scripts.inference.BundleRunner``: read, segment,
 write the NIfTI outputs: the mask, plus the maps of ``--save-maps``, as the bundle's ``save_maps``),
-so "end to end" is what a bundle user waits for per case once the model is loaded. Peak memory is the process's peak RSS (``ru_maxrss``), which includes the interpreter,
+so "end to end" is what a bundle user waits for per case once the model is loaded. Peak memory is
+the process's peak RSS (``ru_maxrss``), which includes the interpreter,
 torch and the loaded networks; on CUDA, ``torch.cuda.max_memory_allocated`` as well.
 :func:`measure` runs this in a subprocess so every volume starts from a fresh peak.
 """
@@ -51,9 +52,19 @@ def resized_volume(source: Path, shape: tuple[int, int, int], output: Path) -> P
 
 
 def measure(
-    image: Path, *, modality: str, prompt: str, label: str, size: str, work_dir: Path,
-    profile: str = "mini", inpainting: str = "latent", device: str = "cpu", patch: int | None = None,
-    save_maps: str = "none", reuse_weights: dict[str, str] | None = None,
+    image: Path,
+    *,
+    modality: str,
+    prompt: str,
+    label: str,
+    size: str,
+    work_dir: Path,
+    profile: str = "mini",
+    inpainting: str = "latent",
+    device: str = "cpu",
+    patch: int | None = None,
+    save_maps: str = "none",
+    reuse_weights: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run :func:`_measure_here` in a fresh interpreter and return its measurement.
 
@@ -70,10 +81,30 @@ def measure(
             print(f"[performance] reusing {result}", flush=True)
             return earlier
     command = [
-        sys.executable, "-m", "benchmarks.performance", "--image", str(image), "--modality", modality,
-        "--prompt", prompt, "--label", label, "--size", size, "--json", str(result),
-        "--profile", profile, "--inpainting", inpainting, "--device", device, *(["--patch-size", str(patch)] if patch else []),
-        "--save-maps", save_maps,
+        sys.executable,
+        "-m",
+        "benchmarks.performance",
+        "--image",
+        str(image),
+        "--modality",
+        modality,
+        "--prompt",
+        prompt,
+        "--label",
+        label,
+        "--size",
+        size,
+        "--json",
+        str(result),
+        "--profile",
+        profile,
+        "--inpainting",
+        inpainting,
+        "--device",
+        device,
+        *(["--patch-size", str(patch)] if patch else []),
+        "--save-maps",
+        save_maps,
     ]
     print(f"[performance] {label}, {profile}, {inpainting}, maps written: {save_maps}" + (f", {patch}^3 patches" if patch else ""), flush=True)
     with open(work_dir / f"{name}.log", "w", encoding="utf-8") as log:
@@ -105,9 +136,13 @@ def _measure_here(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     # maisi: no official weights here; random networks time the same as trained ones.
     pipeline = build_pipeline(
-        args.profile, weights_dir=models if models.is_dir() else None, device=device,
+        args.profile,
+        weights_dir=models if models.is_dir() else None,
+        device=device,
         config=PipelineConfig(
-            inpainting=args.inpainting, progress=False, patch_size=(args.patch_size,) * 3 if args.patch_size else None,
+            inpainting=args.inpainting,
+            progress=False,
+            patch_size=(args.patch_size,) * 3 if args.patch_size else None,
             maps=pipeline_maps(args.save_maps),
         ),
     )

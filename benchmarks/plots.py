@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -40,8 +41,15 @@ def tumor_bars(results: Sequence[MethodResult], path: Path, title: str, paper: S
                 axis.bar(column + row * width, value, width, yerr=error, color=f"C{row}", label=result.label if column == 0 else None)
             for offset, method in enumerate(paper):
                 row = len(results) + offset
-                axis.bar(column + row * width, PUBLISHED[method][tumor][index], width, color="lightgray", hatch="//",
-                         edgecolor="gray", label=labels[row] if column == 0 else None)
+                axis.bar(
+                    column + row * width,
+                    PUBLISHED[method][tumor][index],
+                    width,
+                    color="lightgray",
+                    hatch="//",
+                    edgecolor="gray",
+                    label=labels[row] if column == 0 else None,
+                )
         axis.set_xticks([c + 0.4 - width / 2 for c in range(2)], [_TUMOR_NAMES["liver"], _TUMOR_NAMES["brain"]])
         axis.set_title(f"{metric} (%)")
         axis.set_ylim(0, 100)

@@ -7,8 +7,9 @@ the tables never recompute a metric. DSC and NSD are shown in percent, as the pa
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .published import PAPER_SOURCE, PUBLISHED
 
@@ -128,7 +129,7 @@ def levels_table(single_levels: Sequence[MethodResult], aggregation: MethodResul
     paper = [("single feature level, best", "single feature level, best"), ("aggregation (DiffuGTS)", "DiffuGTS")]
     return _with_paper([*single_levels, aggregation], paper) + (
         "\nSingle-level rows restrict the same trained heads to one level at inference "
-        "(`--network_def#levels \"[i]\"`); they are not heads trained on one level, as the paper's are.\n"
+        '(`--network_def#levels "[i]"`); they are not heads trained on one level, as the paper\'s are.\n'
     )
 
 
@@ -172,7 +173,11 @@ def steps_table(points: Sequence[Mapping[str, Any]]) -> str:
     """
     rows = [
         [
-            str(p["steps"]), str(p["n"]), _pct(p["dsc"]), _pct(p["nsd"]), f"{p['seconds_per_case']:.1f}",
+            str(p["steps"]),
+            str(p["n"]),
+            _pct(p["dsc"]),
+            _pct(p["nsd"]),
+            f"{p['seconds_per_case']:.1f}",
             f"{p['inpainting_seconds_per_case']:.1f}",
         ]
         for p in sorted(points, key=lambda p: p["steps"])
@@ -191,15 +196,37 @@ def performance_table(measurements: Sequence[Mapping[str, Any]]) -> str:
         forward = sum(m["forward_seconds"].values())
         rows.append(
             [
-                m["label"], m["inpainting"], _written(m), _patch(m), "x".join(map(str, m["working_shape"])), f"{m['patches']} ({m.get('inpainted_patches', '?')})",
-                f"{m['end_to_end_seconds']:.1f}", f"{m['segment_seconds']:.1f}", _cpu(m), f"{forward:.1f}",
-                f"{100 * outside_forward_share(m):.0f}%", _gb(m["peak_rss_mb"]), _gb(m["rss_after_build_mb"]),
+                m["label"],
+                m["inpainting"],
+                _written(m),
+                _patch(m),
+                "x".join(map(str, m["working_shape"])),
+                f"{m['patches']} ({m.get('inpainted_patches', '?')})",
+                f"{m['end_to_end_seconds']:.1f}",
+                f"{m['segment_seconds']:.1f}",
+                _cpu(m),
+                f"{forward:.1f}",
+                f"{100 * outside_forward_share(m):.0f}%",
+                _gb(m["peak_rss_mb"]),
+                _gb(m["rss_after_build_mb"]),
                 f"{m['load_average_1min']:.1f}" if "load_average_1min" in m else "–",
             ]
         )
     header = [
-        "volume", "inpainting", "outputs written", "patch", "working grid", "patches (inpainted)", "end to end s", "segment s", "segment CPU s",
-        "in forward passes s", "outside forward passes", "peak RSS GB", "RSS after model load GB", "load average",
+        "volume",
+        "inpainting",
+        "outputs written",
+        "patch",
+        "working grid",
+        "patches (inpainted)",
+        "end to end s",
+        "segment s",
+        "segment CPU s",
+        "in forward passes s",
+        "outside forward passes",
+        "peak RSS GB",
+        "RSS after model load GB",
+        "load average",
     ]
     return _table(header, rows)
 
@@ -240,7 +267,12 @@ def stage_table(measurements: Sequence[Mapping[str, Any]]) -> str:
     for m in measurements:
         networks += [n for n in m["forward_seconds"] if n not in networks]
     rows = [[f"stage: {s}", *[f"{m['stage_seconds'].get(s, 0.0):.2f}" for m in measurements]] for s in stages]
-    rows.append(["stage: sliding window, outside the stages", *[f"{m['segment_seconds'] - sum(v for k, v in m['stage_seconds'].items() if k != 'total'):.2f}" for m in measurements]])
+    rows.append(
+        [
+            "stage: sliding window, outside the stages",
+            *[f"{m['segment_seconds'] - sum(v for k, v in m['stage_seconds'].items() if k != 'total'):.2f}" for m in measurements],
+        ]
+    )
     rows.append(["reading the file and writing outputs", *[f"{m['end_to_end_seconds'] - m['segment_seconds']:.2f}" for m in measurements]])
     rows += [[f"forward: {n}", *[f"{m['forward_seconds'].get(n, 0.0):.2f}" for m in measurements]] for n in networks]
     return _table(["seconds", *[_run_name(m) for m in measurements]], rows)
@@ -282,7 +314,10 @@ def gpu_table(measurements: Sequence[Mapping[str, Any]]) -> str:
         else:
             rows.append(
                 [
-                    m["label"], m["inpainting"], f"{m['end_to_end_seconds']:.1f}", f"{m['segment_seconds']:.1f}",
+                    m["label"],
+                    m["inpainting"],
+                    f"{m['end_to_end_seconds']:.1f}",
+                    f"{m['segment_seconds']:.1f}",
                     _gb(m["cuda_max_memory_mb"]),
                 ]
             )

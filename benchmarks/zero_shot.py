@@ -78,10 +78,25 @@ def main(argv: list[str] | None = None) -> int:
     datalist.write_text(json.dumps(build_datalist(args.corpus, args.limit), indent=2))
     configs = f"['{ROOT / 'bundle/configs/inference.json'}','{ROOT / 'bundle/configs/evaluate.json'}']"
     command = [
-        sys.executable, "-m", "monai.bundle", "run", "--config_file", configs, "--bundle_root", str(ROOT / "bundle"),
-        "--logging_file", str(ROOT / "bundle/configs/logging.conf"),
-        "--datalist", str(datalist), "--output_dir", str(args.output / "eval"),
-        "--patch_size", "[128,128,128]", "--progress", "False", *args.bundle_args,
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        configs,
+        "--bundle_root",
+        str(ROOT / "bundle"),
+        "--logging_file",
+        str(ROOT / "bundle/configs/logging.conf"),
+        "--datalist",
+        str(datalist),
+        "--output_dir",
+        str(args.output / "eval"),
+        "--patch_size",
+        "[128,128,128]",
+        "--progress",
+        "False",
+        *args.bundle_args,
     ]
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})

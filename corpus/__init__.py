@@ -22,20 +22,41 @@ _BUNDLE = str(_Path(__file__).resolve().parents[1] / "bundle")
 if _BUNDLE not in _sys.path:
     _sys.path.insert(0, _BUNDLE)
 
-from .build import CorpusConfig, build_corpus
-from .categories import HEALTHY_CATEGORIES, SEEN_CATEGORIES, UNSEEN_CATEGORIES, Category, parse_category
-from .datalists import DATALISTS, Split, case_seed, check_protocol
-from .labels import HOST_LABELS, OrganLabel, TumorPart
-from .lesions import LesionRecord, draw_attributes, load_vocabulary
-from .phantom import PhantomCase, generate_case, generate_hosted_case, real_healthy_case
-from .real_anatomy import ChecksumError, FetchError, RealSource, RealVolume, fetch, load_real_volume
+# The bundle must be importable first (scripts.lesion_synthesis is shared with training).
+from .build import CorpusConfig, build_corpus  # noqa: E402
+from .categories import HEALTHY_CATEGORIES, SEEN_CATEGORIES, UNSEEN_CATEGORIES, Category, parse_category  # noqa: E402
+from .datalists import DATALISTS, Split, case_seed, check_protocol  # noqa: E402
+from .labels import HOST_LABELS, OrganLabel, TumorPart  # noqa: E402
+from .lesions import LesionRecord, draw_attributes, load_vocabulary  # noqa: E402
+from .phantom import PhantomCase, generate_case, generate_hosted_case, real_healthy_case  # noqa: E402
+from .real_anatomy import ChecksumError, FetchError, RealSource, RealVolume, fetch, load_real_volume  # noqa: E402
 
 __all__ = [
-    "Category", "parse_category", "SEEN_CATEGORIES", "UNSEEN_CATEGORIES", "HEALTHY_CATEGORIES",
-    "OrganLabel", "TumorPart", "HOST_LABELS",
-    "PhantomCase", "generate_case", "generate_hosted_case", "real_healthy_case",
-    "LesionRecord", "draw_attributes", "load_vocabulary",
-    "RealSource", "RealVolume", "fetch", "load_real_volume", "FetchError", "ChecksumError",
-    "DATALISTS", "Split", "case_seed", "check_protocol",
-    "CorpusConfig", "build_corpus",
+    "Category",
+    "parse_category",
+    "SEEN_CATEGORIES",
+    "UNSEEN_CATEGORIES",
+    "HEALTHY_CATEGORIES",
+    "OrganLabel",
+    "TumorPart",
+    "HOST_LABELS",
+    "PhantomCase",
+    "generate_case",
+    "generate_hosted_case",
+    "real_healthy_case",
+    "LesionRecord",
+    "draw_attributes",
+    "load_vocabulary",
+    "RealSource",
+    "RealVolume",
+    "fetch",
+    "load_real_volume",
+    "FetchError",
+    "ChecksumError",
+    "DATALISTS",
+    "Split",
+    "case_seed",
+    "check_protocol",
+    "CorpusConfig",
+    "build_corpus",
 ]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .build import CorpusConfig, build_corpus
 
@@ -82,17 +82,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = CorpusConfig(
-        output=args.output, cases_per_category=args.cases_per_category, validation_cases=args.val_cases,
-        test_cases=args.test_cases, size=args.size, ct_spacing=args.ct_spacing, mr_spacing=args.mr_spacing,
-        seed_base=args.seed_base, include_real=not args.no_real, montage=not args.no_montage, reuse=not args.no_reuse,
+        output=args.output,
+        cases_per_category=args.cases_per_category,
+        validation_cases=args.val_cases,
+        test_cases=args.test_cases,
+        size=args.size,
+        ct_spacing=args.ct_spacing,
+        mr_spacing=args.mr_spacing,
+        seed_base=args.seed_base,
+        include_real=not args.no_real,
+        montage=not args.no_montage,
+        reuse=not args.no_reuse,
     )
     try:
         summary = build_corpus(config, progress=not args.quiet)
     except OSError as error:
         print(f"error: cannot write the corpus: {error}", file=sys.stderr)
         return 1
-    print(f"{summary['cases']} cases in {config.output} ({summary['seconds']} s); datalists: "
-          + ", ".join(f"{k}={v}" for k, v in summary["datalists"].items()))
+    print(f"{summary['cases']} cases in {config.output} ({summary['seconds']} s); datalists: " + ", ".join(f"{k}={v}" for k, v in summary["datalists"].items()))
     return 0
 
 

@@ -52,9 +52,7 @@ class Anatomy:
 
     def __post_init__(self) -> None:
         if self.image.shape != self.grid.shape or self.labels.shape != self.grid.shape:
-            raise ValueError(
-                f"image {self.image.shape} and labels {self.labels.shape} must have the grid shape {self.grid.shape}"
-            )
+            raise ValueError(f"image {self.image.shape} and labels {self.labels.shape} must have the grid shape {self.grid.shape}")
         if self.affine is None:
             self.affine = self.grid.affine
 

@@ -44,9 +44,22 @@ _ADULT_HALF_DEPTH_MM = 110.0
 #: Texture amplitude (HU SD of a smooth field) per label: parenchyma is nearly flat, fat and
 #: lung are mottled, bone marrow is coarse.
 _TEXTURE_HU = {
-    L.FAT: 8.0, L.MUSCLE: 5.0, L.BONE: 45.0, L.LUNG: 25.0, L.LIVER: 4.0, L.HEPATIC_VESSEL: 4.0,
-    L.KIDNEY: 6.0, L.PANCREAS: 6.0, L.SPLEEN: 4.0, L.COLON: 10.0, L.GREAT_VESSELS: 3.0, L.HEART: 4.0,
-    L.STOMACH: 6.0, L.SMALL_BOWEL: 10.0, L.SPINAL_CANAL: 3.0, L.SOFT_TISSUE: 8.0,
+    L.FAT: 8.0,
+    L.MUSCLE: 5.0,
+    L.BONE: 45.0,
+    L.LUNG: 25.0,
+    L.LIVER: 4.0,
+    L.HEPATIC_VESSEL: 4.0,
+    L.KIDNEY: 6.0,
+    L.PANCREAS: 6.0,
+    L.SPLEEN: 4.0,
+    L.COLON: 10.0,
+    L.GREAT_VESSELS: 3.0,
+    L.HEART: 4.0,
+    L.STOMACH: 6.0,
+    L.SMALL_BOWEL: 10.0,
+    L.SPINAL_CANAL: 3.0,
+    L.SOFT_TISSUE: 8.0,
 }
 
 
@@ -150,8 +163,12 @@ class _Torso:
         rho = rho + np.float32(0.04) * smooth_noise(rho.shape, max(1.0, 8.0 * s / self.grid.spacing[0]), rng)
         inferior = -40.0 * s - 0.8 * np.maximum(x - 40.0 * s, 0.0)
         liver = (
-            (rho < 1.0) & self.cavity[sl] & (z < self.dome_right[sl[0], sl[1]] - 4 * s) & (z > inferior)
-            & ~((x < 20 * s) & (y < -25 * s)) & (x > -45 * s + 0.8 * np.maximum(20 * s - y, 0.0))
+            (rho < 1.0)
+            & self.cavity[sl]
+            & (z < self.dome_right[sl[0], sl[1]] - 4 * s)
+            & (z > inferior)
+            & ~((x < 20 * s) & (y < -25 * s))
+            & (x > -45 * s + 0.8 * np.maximum(20 * s - y, 0.0))
         )
         self.liver_hu = self.jitter(110.0, 8.0)
         self.paint(liver, L.LIVER, self.liver_hu, sl)
@@ -216,7 +233,7 @@ class _Torso:
 
     def kidneys(self) -> None:
         rng = self.rng
-        for side, name in ((1.0, "right"), (-1.0, "left")):
+        for side in (1.0, -1.0):  # right, left
             center = self.jitter_point([65.0 * side, -45.0, -45.0 if side > 0 else -30.0], 4.0)
             semi = [self.jitter(28.0, 2.0), self.jitter(24.0, 2.0), self.jitter(55.0, 3.0)]
             angles = (0.0, 15.0 * side, self.jitter(-30.0 * side, 5.0))
@@ -243,10 +260,16 @@ class _Torso:
     def colon(self) -> None:
         rng, s = self.rng, self.s
         path = [
-            [85.0, 15.0, -150.0], [86.0, 5.0, -75.0],  # ascending
-            [70.0, 35.0, -72.0], [30.0, 62.0, -82.0], [-25.0, 65.0, -78.0], [-65.0, 45.0, -55.0],  # transverse
-            [-85.0, 10.0, -40.0], [-88.0, 5.0, -130.0],  # descending
-            [-55.0, 25.0, -160.0], [-10.0, 15.0, -172.0],  # sigmoid
+            [85.0, 15.0, -150.0],
+            [86.0, 5.0, -75.0],  # ascending
+            [70.0, 35.0, -72.0],
+            [30.0, 62.0, -82.0],
+            [-25.0, 65.0, -78.0],
+            [-65.0, 45.0, -55.0],  # transverse
+            [-85.0, 10.0, -40.0],
+            [-88.0, 5.0, -130.0],  # descending
+            [-55.0, 25.0, -160.0],
+            [-10.0, 15.0, -172.0],  # sigmoid
         ]
         points = [self.jitter_point(p, 3.0) for p in path]
         radius = self.jitter(18.0, 1.5)
@@ -299,7 +322,7 @@ class _Torso:
         pitch, disc = 32.0 * s, 7.0 * s
         phase = self.rng.uniform(0.0, pitch)
         is_disc = np.mod(z - phase, pitch) < disc  # (1, 1, p)
-        vb = ((x / (20 * s)) ** 2 + ((y + 55 * s) / (17 * s)) ** 2)
+        vb = (x / (20 * s)) ** 2 + ((y + 55 * s) / (17 * s)) ** 2
         cortex_hu, marrow_hu = self.jitter(600.0, 40.0), self.jitter(230.0, 25.0)
         self.paint((vb < 1.0) & is_disc & body, L.SOFT_TISSUE, 90.0)
         self.paint((vb < 1.0) & ~is_disc & body, L.BONE, np.where(vb > 0.8, np.float32(cortex_hu), np.float32(marrow_hu)).astype(np.float32) * np.ones_like(z))
@@ -352,12 +375,10 @@ class _Torso:
         self.pancreas_regions()
         self.texture()
         # Later organs overwrite earlier ones: keep each region to the voxels its organ still owns.
-        owners = {"liver": (L.LIVER, L.HEPATIC_VESSEL), "kidney": (L.KIDNEY,), "pancreas": (L.PANCREAS,),
-                  "colon": (L.COLON,), "lung": (L.LUNG,)}
+        owners = {"liver": (L.LIVER, L.HEPATIC_VESSEL), "kidney": (L.KIDNEY,), "pancreas": (L.PANCREAS,), "colon": (L.COLON,), "lung": (L.LUNG,)}
         for name, region in self.regions.items():
             region &= np.isin(self.labels, owners[name.split("_")[0]])
-        return Anatomy(grid=self.grid, image=self.image, labels=self.labels, contrast=TissueContrast.CT,
-                       regions=self.regions)
+        return Anatomy(grid=self.grid, image=self.image, labels=self.labels, contrast=TissueContrast.CT, regions=self.regions)
 
 
 def _dilate_box(mask: np.ndarray, radius_voxels: int) -> np.ndarray:

@@ -36,8 +36,17 @@ from .shapes import Tube, ellipsoid_box, ellipsoid_rho, rotation_matrix
 __all__ = ["build_head"]
 
 _HEAD_SEMI_AXES_MM = (78.0, 98.0, 88.0)
-_TEXTURE = {L.SCALP: 0.08, L.GRAY_MATTER: 0.03, L.WHITE_MATTER: 0.025, L.DEEP_GRAY_MATTER: 0.03,
-            L.CEREBELLUM: 0.06, L.BRAINSTEM: 0.03, L.CSF: 0.02, L.VENTRICLES: 0.01, L.SKULL: 0.02}
+_TEXTURE = {
+    L.SCALP: 0.08,
+    L.GRAY_MATTER: 0.03,
+    L.WHITE_MATTER: 0.025,
+    L.DEEP_GRAY_MATTER: 0.03,
+    L.CEREBELLUM: 0.06,
+    L.BRAINSTEM: 0.03,
+    L.CSF: 0.02,
+    L.VENTRICLES: 0.01,
+    L.SKULL: 0.02,
+}
 
 
 class _Head:

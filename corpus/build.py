@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from scripts.preprocessing import Modality
+
 from .categories import Category
 from .datalists import DATALISTS, Split, case_seed, check_protocol, write_datalist
 from .montage import MontagePanel, panel_from_case, write_montage
@@ -31,8 +32,18 @@ __all__ = ["CorpusConfig", "build_corpus", "generator_fingerprint"]
 
 #: The files that decide what a case holds; a case written by other versions of them is made anew.
 _GENERATOR_FILES = (
-    "anatomy.py", "anatomy_ct.py", "anatomy_mr.py", "categories.py", "geometry.py", "labels.py", "lesions.py",
-    "phantom.py", "real_anatomy.py", "realism.py", "shapes.py", "writer.py",
+    "anatomy.py",
+    "anatomy_ct.py",
+    "anatomy_mr.py",
+    "categories.py",
+    "geometry.py",
+    "labels.py",
+    "lesions.py",
+    "phantom.py",
+    "real_anatomy.py",
+    "realism.py",
+    "shapes.py",
+    "writer.py",
 )
 _BUNDLE_FILES = ("lesion_synthesis.py", "organ_labels.py", "preprocessing.py", "data/attributes.json")
 
@@ -51,7 +62,7 @@ def generator_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _reusable(output: Path, job: "_Job", fingerprint: str, size: Any, spacing: Any) -> dict[str, Any] | None:
+def _reusable(output: Path, job: _Job, fingerprint: str, size: Any, spacing: Any) -> dict[str, Any] | None:
     """The metadata of a case already written by this generator version (same seed and, for a
     phantom, the same grid), or None."""
     metadata_path = output / "metadata" / f"{job.case_id}.json"
@@ -63,10 +74,9 @@ def _reusable(output: Path, job: "_Job", fingerprint: str, size: Any, spacing: A
         return None
     name = f"{job.case_id}.nii.gz"
     complete = all((output / folder / name).is_file() for folder in ("images", "labels", "organs", "parts"))
-    same_grid = job.kind != "phantom" or (
-        metadata.get("shape") == [int(n) for n in size] and np.allclose(metadata.get("spacing_mm", []), spacing)
-    )
+    same_grid = job.kind != "phantom" or (metadata.get("shape") == [int(n) for n in size] and np.allclose(metadata.get("spacing_mm", []), spacing))
     return metadata if complete and same_grid and metadata.get("generator_sha256") == fingerprint and metadata.get("seed") == job.seed else None
+
 
 logger = logging.getLogger(__name__)
 
@@ -200,9 +210,16 @@ def _entry(job: _Job, case: PhantomCase, paths: dict[str, str]) -> dict[str, Any
 def _entry_from_metadata(metadata: dict[str, Any], paths: dict[str, str]) -> dict[str, Any]:
     """The datalist entry of a reused case, as :func:`_entry` writes it."""
     entry = {
-        "image": f"../{paths['images']}", "label": f"../{paths['labels']}", "organs": f"../{paths['organs']}",
-        "parts": f"../{paths['parts']}", "metadata": f"../{paths['metadata']}", "prompt": metadata["prompt"],
-        "category": metadata["category"], "modality": metadata["modality"], "seed": metadata["seed"], "source": metadata["source"],
+        "image": f"../{paths['images']}",
+        "label": f"../{paths['labels']}",
+        "organs": f"../{paths['organs']}",
+        "parts": f"../{paths['parts']}",
+        "metadata": f"../{paths['metadata']}",
+        "prompt": metadata["prompt"],
+        "category": metadata["category"],
+        "modality": metadata["modality"],
+        "seed": metadata["seed"],
+        "source": metadata["source"],
     }
     if not metadata["prompt"]:
         del entry["prompt"]
@@ -217,8 +234,7 @@ def _summarise(written: dict[str, _Written]) -> dict[str, dict[str, dict[str, fl
             if np.isfinite(value):
                 groups.setdefault(key, {}).setdefault(name, []).append(value)
     return {
-        key: {name: {"min": round(min(v), 2), "median": round(float(np.median(v)), 2), "max": round(max(v), 2), "n": len(v)}
-              for name, v in metrics.items()}
+        key: {name: {"min": round(min(v), 2), "median": round(float(np.median(v)), 2), "max": round(max(v), 2), "n": len(v)} for name, v in metrics.items()}
         for key, metrics in sorted(groups.items())
     }
 

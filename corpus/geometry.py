@@ -9,8 +9,8 @@ only its own voxels, which keeps a 128^3 case well under two seconds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -99,11 +99,24 @@ _MR_EDEMA_RATIO = {TissueContrast.T2_FLAIR: (1.28, 1.55), TissueContrast.T1: (0.
 _MR_NECROSIS_RATIO = {TissueContrast.T2_FLAIR: (0.6, 0.9), TissueContrast.T1: (0.3, 0.45)}
 
 #: Largest primary diameter (mm) and the distribution of the number of lesions per finding.
-_MAX_DIAMETER_MM = {"liver tumor": 60.0, "kidney tumor": 60.0, "pancreas tumor": 40.0, "colon tumor": 45.0,
-                    "lung tumor": 45.0, "hepatic vessel tumor": 45.0, "brain tumor": 55.0}
-_LESION_COUNT_P = {"liver tumor": (0.5, 0.25, 0.15, 0.1), "hepatic vessel tumor": (0.6, 0.3, 0.1),
-                   "kidney tumor": (0.8, 0.2), "lung tumor": (0.6, 0.25, 0.15), "pancreas tumor": (1.0,),
-                   "colon tumor": (0.9, 0.1), "brain tumor": (0.85, 0.15)}
+_MAX_DIAMETER_MM = {
+    "liver tumor": 60.0,
+    "kidney tumor": 60.0,
+    "pancreas tumor": 40.0,
+    "colon tumor": 45.0,
+    "lung tumor": 45.0,
+    "hepatic vessel tumor": 45.0,
+    "brain tumor": 55.0,
+}
+_LESION_COUNT_P = {
+    "liver tumor": (0.5, 0.25, 0.15, 0.1),
+    "hepatic vessel tumor": (0.6, 0.3, 0.1),
+    "kidney tumor": (0.8, 0.2),
+    "lung tumor": (0.6, 0.25, 0.15),
+    "pancreas tumor": (1.0,),
+    "colon tumor": (0.9, 0.1),
+    "brain tumor": (0.85, 0.15),
+}
 
 
 @lru_cache(maxsize=4)
@@ -328,9 +341,14 @@ class _LesionBuilder:
 
         world = self.anatomy.affine @ np.append(self._index_of(center), 1.0)
         return LesionRecord(
-            finding=self.finding, attributes=dict(attributes), center_mm=[round(float(c), 2) for c in world[:3]],
-            diameter_mm=round(float(diameter), 2), volume_ml=round(volume_ml, 4), intensity_mode=mode,
-            intensity_target=round(target, 4), location_region=region_name,
+            finding=self.finding,
+            attributes=dict(attributes),
+            center_mm=[round(float(c), 2) for c in world[:3]],
+            diameter_mm=round(float(diameter), 2),
+            volume_ml=round(volume_ml, 4),
+            intensity_mode=mode,
+            intensity_target=round(target, 4),
+            location_region=region_name,
             extras={"transition_mm": round(transition_mm, 2), "edema_mm": round(edema_mm, 2)},
         )
 

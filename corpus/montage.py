@@ -10,14 +10,15 @@ thin colored lines. CT uses an abdominal window (-160 to 240 HU) or a lung windo
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from scripts.atomic import atomic_write
 from scripts.preprocessing import Modality
+
 from .labels import OrganLabel
 
 __all__ = ["MontagePanel", "panel_from_case", "write_montage", "write_lesion_montage"]
@@ -60,7 +61,7 @@ def panel_from_case(case, *, title: str | None = None) -> MontagePanel:
         chest = not np.any(case.organ_labels == OrganLabel.LIVER) and np.any(case.organ_labels == OrganLabel.LUNG)
         window = _LUNG_WINDOW if case.category.value == "lung tumor" or chest else _ABDOMEN_WINDOW
     else:
-        window = tuple(float(v) for v in np.percentile(case.image[:: 2, :: 2, :: 2], (0.5, 99.5)))
+        window = tuple(float(v) for v in np.percentile(case.image[::2, ::2, ::2], (0.5, 99.5)))
     sx, sy, sz = case.spacing
     views = [
         (_display_axial(case.image, k), _display_axial(case.organ_labels, k), _display_axial(tumor, k), sy / sx),
@@ -70,7 +71,9 @@ def panel_from_case(case, *, title: str | None = None) -> MontagePanel:
         first = case.lesions[0] if case.lesions else None
         detail = f"{len(case.lesions)} lesion(s), {first.diameter_mm:.0f} mm" if first else "healthy"
         title = f"{case.category.value} | {case.source} | seed {case.seed}\n{detail}"
-    return MontagePanel(title=title, views=[(np.ascontiguousarray(a), np.ascontiguousarray(o), np.ascontiguousarray(t), asp) for a, o, t, asp in views], window=window)
+    return MontagePanel(
+        title=title, views=[(np.ascontiguousarray(a), np.ascontiguousarray(o), np.ascontiguousarray(t), asp) for a, o, t, asp in views], window=window
+    )
 
 
 def _save(figure, path: Path, dpi: int) -> Path:

@@ -11,13 +11,16 @@ tumor case with seed ``s`` (same body, same noise), a ground truth for pseudo-he
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from scripts.lesion_synthesis import LESION_LAWS, IntensityLaw, synthesize_lesions
 from scripts.preprocessing import Modality
+
 from .anatomy import Anatomy, TissueContrast
 from .anatomy_ct import build_torso
 from .anatomy_mr import build_head
@@ -25,11 +28,20 @@ from .categories import Category, parse_category
 from .geometry import VoxelGrid
 from .labels import OrganLabel, TumorPart
 from .lesions import LesionRecord, insert_lesions
-from scripts.lesion_synthesis import LESION_LAWS, IntensityLaw, synthesize_lesions
 from .real_anatomy import RealVolume, host_anatomy
 from .realism import add_correlated_noise, add_rician_noise, apply_bias_field, partial_volume_blur
 
-__all__ = ["PhantomCase", "generate_case", "downsample_anatomy", "SUPERSAMPLE", "generate_hosted_case", "real_healthy_case", "DEFAULT_SIZE", "DEFAULT_SPACING", "NOISE_SD_HU_RANGE"]
+__all__ = [
+    "PhantomCase",
+    "generate_case",
+    "downsample_anatomy",
+    "SUPERSAMPLE",
+    "generate_hosted_case",
+    "real_healthy_case",
+    "DEFAULT_SIZE",
+    "DEFAULT_SPACING",
+    "NOISE_SD_HU_RANGE",
+]
 
 DEFAULT_SIZE = (128, 128, 128)
 #: Default voxel spacing (mm): 2 mm CT puts a 256 mm torso field in 128^3, 1.5 mm MR a 192 mm head.
@@ -182,9 +194,14 @@ def _record(finding: str, lesion, anatomy: Anatomy) -> LesionRecord:
         attributes["shape"] = "exophytic"
     world = anatomy.affine @ np.append(np.asarray(lesion.center_voxel, dtype=np.float64), 1.0)
     return LesionRecord(
-        finding=finding, attributes=attributes, center_mm=[round(float(c), 2) for c in world[:3]],
-        diameter_mm=round(2.0 * lesion.radius_mm, 2), volume_ml=lesion.volume_ml, intensity_mode=lesion.law,
-        intensity_target=lesion.contrast_hu, location_region="whole organ",
+        finding=finding,
+        attributes=attributes,
+        center_mm=[round(float(c), 2) for c in world[:3]],
+        diameter_mm=round(2.0 * lesion.radius_mm, 2),
+        volume_ml=lesion.volume_ml,
+        intensity_mode=lesion.law,
+        intensity_target=lesion.contrast_hu,
+        location_region="whole organ",
         extras={"subtle": float(lesion.subtle)},
     )
 
@@ -241,16 +258,25 @@ def generate_case(
         image = add_rician_noise(image * np.float32(gain), relative * gain, imaging_rng)
         imaging = {"blur_sigma_voxels": blur, "gain": gain, "noise_sd": relative * gain, "noise_sd_relative_to_white_matter": relative}
     return PhantomCase(
-        case_id=case_id, category=category, seed=int(seed), image=image, organ_labels=organ_labels,
-        tumor_mask=tumor_mask, tumor_parts=parts, spacing=grid.spacing, affine=grid.affine, modality=modality,
-        prompt="" if category.is_healthy else category.value, description=_describe(category, lesions),
-        attributes=dict(lesions[0].attributes) if lesions else {}, lesions=lesions, imaging=imaging,
+        case_id=case_id,
+        category=category,
+        seed=int(seed),
+        image=image,
+        organ_labels=organ_labels,
+        tumor_mask=tumor_mask,
+        tumor_parts=parts,
+        spacing=grid.spacing,
+        affine=grid.affine,
+        modality=modality,
+        prompt="" if category.is_healthy else category.value,
+        description=_describe(category, lesions),
+        attributes=dict(lesions[0].attributes) if lesions else {},
+        lesions=lesions,
+        imaging=imaging,
     )
 
 
-def generate_hosted_case(
-    volume: RealVolume, category: str | Category, seed: int, *, host: Anatomy | None = None
-) -> PhantomCase:
+def generate_hosted_case(volume: RealVolume, category: str | Category, seed: int, *, host: Anatomy | None = None) -> PhantomCase:
     """Insert synthetic tumors of ``category`` into a real volume (tumor synthesis on real anatomy).
 
     The volume keeps its geometry, intensities and noise; lesions copy the host's noise level so
@@ -273,11 +299,21 @@ def generate_hosted_case(
     _, lesion_rng, _ = _streams(seed)
     image, tumor_mask, parts, organ_labels, lesions = _insert(category, host, lesion_rng)
     return PhantomCase(
-        case_id=f"{volume.source.value}_{category.slug}_{int(seed):07d}", category=category, seed=int(seed),
-        image=image.astype(np.float32), organ_labels=organ_labels, tumor_mask=tumor_mask, tumor_parts=parts,
-        spacing=volume.spacing, affine=np.asarray(volume.affine, dtype=np.float64), modality=volume.modality,
-        prompt="" if category.is_healthy else category.value, description=_describe(category, lesions),
-        attributes=dict(lesions[0].attributes) if lesions else {}, lesions=lesions, source=volume.source.value,
+        case_id=f"{volume.source.value}_{category.slug}_{int(seed):07d}",
+        category=category,
+        seed=int(seed),
+        image=image.astype(np.float32),
+        organ_labels=organ_labels,
+        tumor_mask=tumor_mask,
+        tumor_parts=parts,
+        spacing=volume.spacing,
+        affine=np.asarray(volume.affine, dtype=np.float64),
+        modality=volume.modality,
+        prompt="" if category.is_healthy else category.value,
+        description=_describe(category, lesions),
+        attributes=dict(lesions[0].attributes) if lesions else {},
+        lesions=lesions,
+        source=volume.source.value,
         imaging={"noise_sd_estimate": host.noise_sd},
     )
 
@@ -288,9 +324,17 @@ def real_healthy_case(volume: RealVolume) -> PhantomCase:
     shape = volume.image.shape
     labels = volume.organ_labels if volume.organ_labels is not None else np.zeros(shape, np.uint8)
     return PhantomCase(
-        case_id=volume.source.value, category=category, seed=0, image=volume.image.astype(np.float32),
-        organ_labels=labels, tumor_mask=np.zeros(shape, np.uint8), tumor_parts=np.zeros(shape, np.uint8),
-        spacing=volume.spacing, affine=np.asarray(volume.affine, dtype=np.float64), modality=volume.modality,
-        prompt="", description=f"real healthy volume: {volume.description} (licence {volume.licence})",
+        case_id=volume.source.value,
+        category=category,
+        seed=0,
+        image=volume.image.astype(np.float32),
+        organ_labels=labels,
+        tumor_mask=np.zeros(shape, np.uint8),
+        tumor_parts=np.zeros(shape, np.uint8),
+        spacing=volume.spacing,
+        affine=np.asarray(volume.affine, dtype=np.float64),
+        modality=volume.modality,
+        prompt="",
+        description=f"real healthy volume: {volume.description} (licence {volume.licence})",
         source=volume.source.value,
     )

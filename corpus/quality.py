@@ -7,7 +7,7 @@ metadata and logs their ranges; the tests check them against the benchmark's ran
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage

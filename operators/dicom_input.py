@@ -19,6 +19,7 @@ from pydicom import dcmread
 from pydicom.filereader import read_file_meta_info
 from pydicom.misc import is_dicom
 from pydicom.uid import MediaStorageDirectoryStorage
+
 from scripts.errors import UserError
 
 from .stages import stage
@@ -91,10 +92,7 @@ def damaged_files(dicom_files: list[Path], studies) -> list[tuple[Path, str]]:
     are readable and are not reported.
     """
     loaded = {
-        str(instance.get_native_sop_instance().filename)
-        for study in studies
-        for series in study.get_all_series()
-        for instance in series.get_sop_instances()
+        str(instance.get_native_sop_instance().filename) for study in studies for series in study.get_all_series() for instance in series.get_sop_instances()
     }
     damaged = []
     for path in dicom_files:

@@ -18,18 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scripts
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 from monai.deploy.core.domain.dicom_series import DICOMSeries
 from monai.deploy.core.domain.dicom_series_selection import StudySelectedSeries
 from monai.deploy.core.domain.dicom_study import DICOMStudy
 from pydicom import Dataset
+from transformers.utils import logging as transformers_logging
+
+import scripts
 from scripts import Modality, SegmentationResult, build_pipeline
 from scripts.errors import UserError
 from scripts.foundation import PROFILES
 from scripts.pipeline import WEIGHT_FILES
 from scripts.preprocessing import plausibility_warnings
-from transformers.utils import logging as transformers_logging
 
 from .app_config import AppConfig
 from .series_rules import series_folder
@@ -53,9 +54,7 @@ class WeightsChoice:
     source: str
 
 
-def resolve_weights(
-    model_path: str | os.PathLike | None, *, explicit: bool, profile: str = "auto", allow_random: bool = False
-) -> WeightsChoice:
+def resolve_weights(model_path: str | os.PathLike | None, *, explicit: bool, profile: str = "auto", allow_random: bool = False) -> WeightsChoice:
     """Find the weights folder for the application's model path.
 
     Layouts accepted: a folder holding the weight files (``autoencoder.pt``,
@@ -191,15 +190,15 @@ class DiffuGTSOperator(Operator):
     def __init__(self, fragment: Fragment, *args, config: AppConfig, weights: WeightsChoice, **kwargs) -> None:
         self.config = config
         self.weights_choice = weights
-        logger.info(
-            "building the '%s' pipeline from %s (%s)", weights.profile, weights.folder or "no weights folder", weights.source
-        )
+        logger.info("building the '%s' pipeline from %s (%s)", weights.profile, weights.folder or "no weights folder", weights.source)
         # Progress on: segment() turns the bars into log lines (operators.stages.patch_progress).
         # The text encoder's "Loading weights" bar would put carriage returns into the log.
         transformers_logging.disable_progress_bar()
         with stage("pipeline build (weights, networks, text encoder)"):
             self.pipeline = build_pipeline(
-                weights.profile, weights_dir=weights.folder, device=config.device,
+                weights.profile,
+                weights_dir=weights.folder,
+                device=config.device,
                 config=dataclasses.replace(config.pipeline_config(), progress=True),
             )
         if any(value.startswith("random-init") for value in self.pipeline.weights.values()):
@@ -235,7 +234,10 @@ class DiffuGTSOperator(Operator):
         affine = series_affine(datasets, space="RAS").astype(np.float32).astype(np.float64)
         logger.info(
             "segmenting %s series %s (%d slices of %dx%d) for %s",
-            modality.value, series.SeriesInstanceUID, *volume.shape, ", ".join(repr(p) for p in prompts),
+            modality.value,
+            series.SeriesInstanceUID,
+            *volume.shape,
+            ", ".join(repr(p) for p in prompts),
         )
         try:
             with stage("segmentation"), patch_progress():

@@ -80,7 +80,7 @@ def _z_slices(xyz: np.ndarray, chunk: int = 16):
     (runs of ``chunk`` values) and then transposed: three times faster than a whole-volume
     transpose, which takes most of a second on a 512^2 x 256 map."""
     for start in range(0, xyz.shape[2], chunk):
-        block = np.ascontiguousarray(np.asarray(xyz)[:, :, start:start + chunk])
+        block = np.ascontiguousarray(np.asarray(xyz)[:, :, start : start + chunk])
         yield from np.ascontiguousarray(block.transpose(2, 1, 0))
 
 
@@ -127,7 +127,7 @@ def _lesion_rows(run: SegmentationRun) -> list[str]:
     unit = "HU" if run.modality.value == "CT" else ""
     rows = []
     for p, result in enumerate(run.results):
-        segment = f'<td>{_swatch(p)}{p + 1}: {html.escape(result.prompt.prompt)}</td>'
+        segment = f"<td>{_swatch(p)}{p + 1}: {html.escape(result.prompt.prompt)}</td>"
         measured = run_lesions(run, p)
         if not measured:
             rows.append(f'<tr class="none">{segment}<td colspan="9">no lesion</td></tr>')
@@ -158,10 +158,7 @@ def _slice_images(run: SegmentationRun, window: tuple[float, float]) -> dict:
             healthy.append(None)
             continue
         # Elsewhere than in the inpainted region it is the scan: not embedded twice.
-        healthy.append([
-            _grey(image, window, factor) if np.any(image != run.volume[k]) else None
-            for k, image in enumerate(_z_slices(result.pseudo_healthy))
-        ])
+        healthy.append([_grey(image, window, factor) if np.any(image != run.volume[k]) else None for k, image in enumerate(_z_slices(result.pseudo_healthy))])
     return {"scan": scan, "outline": outline, "aova": aova, "healthy": healthy}
 
 
@@ -178,17 +175,13 @@ def _header(run: SegmentationRun, versions: dict[str, str | None], created: str)
         "Study": str(run.study.StudyInstanceUID),
         "Series": f"{run.modality.value} {first.get('SeriesDescription', '')} ({run.series.SeriesInstanceUID})",
         "Selected by": run.selection_name,
-        "Slices x rows x columns": " x ".join(str(n) for n in run.volume.shape)
-        + f" ({spacing[2]:.2f} x {spacing[1]:.2f} x {spacing[0]:.2f} mm)",
-        "Weights": f"profile {run.profile} ({run.weights_source}): "
-        + "; ".join(f"{name}: {_short_sha(value)}" for name, value in sorted(run.weights.items())),
+        "Slices x rows x columns": " x ".join(str(n) for n in run.volume.shape) + f" ({spacing[2]:.2f} x {spacing[1]:.2f} x {spacing[0]:.2f} mm)",
+        "Weights": f"profile {run.profile} ({run.weights_source}): " + "; ".join(f"{name}: {_short_sha(value)}" for name, value in sorted(run.weights.items())),
         "Knobs": ", ".join(f"{k} {v}" for k, v in sorted(run.pipeline_config.items())),
         "Versions": ", ".join(f"{k} {v}" for k, v in versions.items() if v),
         "Created": f"{created} by DiffuGTS-Deploy {__version__} (model step {run.seconds:.1f} s)",
     }
-    prompts = "".join(
-        f"<li>{_swatch(p)}{p + 1}: {html.escape(r.prompt.prompt)} ({r.tumor_volume_ml:.2f} mL)</li>" for p, r in enumerate(run.results)
-    )
+    prompts = "".join(f"<li>{_swatch(p)}{p + 1}: {html.escape(r.prompt.prompt)} ({r.tumor_volume_ml:.2f} mL)</li>" for p, r in enumerate(run.results))
     details = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in items.items())
     return f'<dl>{details}</dl><p>Prompts (outline colour, segment number in the SEG):</p><ul class="prompts">{prompts}</ul>'
 
@@ -278,9 +271,7 @@ parseHash(); show();
 _BLANK = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
 
 
-def build_html_report(
-    run: SegmentationRun, *, window: tuple[float, float], versions: dict[str, str | None], created: str | None = None
-) -> str:
+def build_html_report(run: SegmentationRun, *, window: tuple[float, float], versions: dict[str, str | None], created: str | None = None) -> str:
     """The report of ``run`` as an HTML document (see the module docstring).
 
     Args:
@@ -288,14 +279,18 @@ def build_html_report(
         versions: package versions (``report_operator.package_versions``).
         created: the time stamp shown (default: now, UTC).
     """
-    created = created or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    created = created or datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     images = _slice_images(run, window)
     rows = _lesion_rows(run)
     area = sum((np.asarray(r.mask).sum(axis=(0, 1)) for r in run.results), np.zeros(run.volume.shape[0]))
     start = int(np.argmax(area)) if area.any() else run.volume.shape[0] // 2  # the slice with the most lesion
     data = {
-        **images, "blank": _BLANK, "start": start, "prompts": len(run.results),
-        "lut": _INFERNO.ravel().tolist(), "floor": round(AOVA_FLOOR * 255),
+        **images,
+        "blank": _BLANK,
+        "start": start,
+        "prompts": len(run.results),
+        "lut": _INFERNO.ravel().tolist(),
+        "floor": round(AOVA_FLOOR * 255),
     }
     # "<" escaped: a prompt holding "</script>" cannot end the data block.
     payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
@@ -330,7 +325,9 @@ def build_html_report(
 <label><input type="checkbox" id="show-healthy"{no_healthy}> pseudo-healthy image</label>
 <label>of prompt <select id="prompt">{options}</select></label>
 </div>
-<div class="views">{panel("scan", "scan", False)}{panel("aova", "AOVA (anomaly-aware attention) map", True, '<canvas id="aova-heat"></canvas>')}{panel("healthy", "pseudo-healthy image", True)}</div>
+<div class="views">{panel("scan", "scan", False)}
+{panel("aova", "AOVA (anomaly-aware attention) map", True, '<canvas id="aova-heat"></canvas>')}
+{panel("healthy", "pseudo-healthy image", True)}</div>
 <table id="lesions"><thead><tr><th>segment</th><th>lesion</th><th>volume (mL)</th><th>longest axial diameter (mm)</th>
 <th>centroid LPS (mm)</th><th>slice</th><th>intensity mean &plusmn; SD</th><th>host organ</th><th>mean AOVA</th><th>mean probability</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
@@ -341,9 +338,7 @@ def build_html_report(
 """
 
 
-def write_html_report(
-    run: SegmentationRun, path: str | os.PathLike, *, window: tuple[float, float], versions: dict[str, str | None]
-) -> Path:
+def write_html_report(run: SegmentationRun, path: str | os.PathLike, *, window: tuple[float, float], versions: dict[str, str | None]) -> Path:
     """Write :func:`build_html_report` of ``run`` to ``path`` (whole or not at all)."""
     path = Path(path)
     document = build_html_report(run, window=window, versions=versions)

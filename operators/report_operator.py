@@ -125,7 +125,7 @@ def provenance_record(
     spacing = np.linalg.norm(run.affine[:3, :3], axis=0)
     return {
         "application": {"name": "DiffuGTS-Deploy", "version": __version__, "intended_use": "research only, not for diagnosis"},
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "input": {
             "study_instance_uid": str(run.study.StudyInstanceUID),
             "series_instance_uid": str(run.series.SeriesInstanceUID),
@@ -180,9 +180,7 @@ class ReportOperator(Operator):
         seg_path: the written SEG (its UIDs go into the provenance record).
     """
 
-    def __init__(
-        self, fragment: Fragment, *args, output_folder: str | os.PathLike, config: AppConfig, rules: list[SelectionRule], **kwargs
-    ) -> None:
+    def __init__(self, fragment: Fragment, *args, output_folder: str | os.PathLike, config: AppConfig, rules: list[SelectionRule], **kwargs) -> None:
         self.output_folder = Path(output_folder)
         self.config = config
         self.rules = rules
@@ -202,7 +200,9 @@ class ReportOperator(Operator):
         shown = render_montage(run, montage, self.config.montage_slices)
         html_start = time.perf_counter()
         report = write_html_report(
-            run, self.output_folder / HTML_REPORT_FILE_NAME, window=display_window(run.volume, run.modality.value),
+            run,
+            self.output_folder / HTML_REPORT_FILE_NAME,
+            window=display_window(run.volume, run.modality.value),
             versions=package_versions(),
         )
         html_seconds = time.perf_counter() - html_start

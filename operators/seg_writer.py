@@ -48,8 +48,14 @@ from .output_files import atomic_path
 from .stages import stage
 
 __all__ = [
-    "SEG_FILE_NAME", "SEG_SERIES_NUMBER", "DiffuGTSSegWriterOperator", "segment_description", "organ_code",
-    "build_segmentation", "seg_character_set", "series_description",
+    "SEG_FILE_NAME",
+    "SEG_SERIES_NUMBER",
+    "DiffuGTSSegWriterOperator",
+    "segment_description",
+    "organ_code",
+    "build_segmentation",
+    "seg_character_set",
+    "series_description",
 ]
 
 logger = logging.getLogger(__name__)
@@ -159,11 +165,13 @@ def build_segmentation(run: SegmentationRun) -> hd.seg.Segmentation:
         device_serial_number="0",
         series_description=series_description(run),
         content_label="DIFFUGTS",
-        content_description="Random weights (allow_random_weights): masks mean nothing" if run.untrained
-        else "Zero-shot text-prompted tumor segmentation",
+        content_description="Random weights (allow_random_weights): masks mean nothing" if run.untrained else "Zero-shot text-prompted tumor segmentation",
         omit_empty_frames=False,
         specific_character_set=seg_character_set(run.source_datasets[0], texts),
-        content_date=now.date(), content_time=now.time(), series_date=now.date(), series_time=now.time(),
+        content_date=now.date(),
+        content_time=now.time(),
+        series_date=now.date(),
+        series_time=now.time(),
     )
 
 
@@ -198,6 +206,9 @@ class DiffuGTSSegWriterOperator(Operator):
             seg.save_as(partial, enforce_file_format=True)
         logger.info(
             "wrote DICOM SEG %s (%d segment(s), %d frames, SOP instance %s)",
-            path, len(run.results), int(seg.NumberOfFrames), seg.SOPInstanceUID,
+            path,
+            len(run.results),
+            int(seg.NumberOfFrames),
+            seg.SOPInstanceUID,
         )
         return path

@@ -28,9 +28,10 @@ import logging
 import numbers
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from monai.deploy.core import Fragment
@@ -41,6 +42,7 @@ from pydicom import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import get_decoder
 from pydicom.pixels.utils import get_expected_length
+
 from scripts.errors import UserError
 
 from .stages import stage
@@ -307,10 +309,9 @@ def reconstruction_problem(series: DICOMSeries) -> str | None:
             return "slices at the same position"
         worst = int(np.argmax(np.abs(gaps - median)))
         if abs(gaps[worst] - median) > SPACING_TOLERANCE * median:
-            before, after = (_file_name(datasets[i]) for i in order[worst:worst + 2])
+            before, after = (_file_name(datasets[i]) for i in order[worst : worst + 2])
             return (
-                f"irregular slice spacing ({gaps.min():.2f} to {gaps.max():.2f} mm, {gaps[worst]:.2f} mm between "
-                f"{before} and {after}: missing or extra slices)"
+                f"irregular slice spacing ({gaps.min():.2f} to {gaps.max():.2f} mm, {gaps[worst]:.2f} mm between {before} and {after}: missing or extra slices)"
             )
     return None
 
@@ -365,8 +366,11 @@ class ClinicalSeriesSelectorOperator(DICOMSeriesSelectorOperator):
                 study, series = max(candidates, key=lambda pair: len(pair[1].get_sop_instances()))
                 logger.info(
                     "selected series %s (%s, %d slices, '%s') by rule '%s'",
-                    series.SeriesInstanceUID, series.Modality, len(series.get_sop_instances()),
-                    getattr(series, "SeriesDescription", "") or "", rule.name,
+                    series.SeriesInstanceUID,
+                    series.Modality,
+                    len(series.get_sop_instances()),
+                    getattr(series, "SeriesDescription", "") or "",
+                    rule.name,
                 )
                 selection = StudySelectedSeries(study)
                 selection.add_selected_series(SelectedSeries(rule.name, series, None))
@@ -395,8 +399,7 @@ class ClinicalSeriesSelectorOperator(DICOMSeriesSelectorOperator):
         nearest: tuple[SelectionRule, list[str]] | None = None
         for rule in self.rules:
             failing = [
-                keyword for keyword, value in rule.conditions.items()
-                if not any(found is series for found in self._matching(rule, study, {keyword: value}))
+                keyword for keyword, value in rule.conditions.items() if not any(found is series for found in self._matching(rule, study, {keyword: value}))
             ]
             if nearest is None or len(failing) < len(nearest[1]):
                 nearest = (rule, failing)
@@ -418,7 +421,4 @@ class ClinicalSeriesSelectorOperator(DICOMSeriesSelectorOperator):
 
 def describe_rules(rules: Sequence[SelectionRule]) -> list[dict[str, Any]]:
     """JSON-ready copy of the rules (for the provenance record)."""
-    return [
-        {"name": r.name, "conditions": r.conditions, "min_slices": r.min_slices, "orientation": r.orientation}
-        for r in rules
-    ]
+    return [{"name": r.name, "conditions": r.conditions, "min_slices": r.min_slices, "orientation": r.orientation} for r in rules]

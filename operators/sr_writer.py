@@ -47,6 +47,7 @@ from monai.deploy.core import ConditionType, Fragment, Operator, OperatorSpec
 from pydicom import Dataset, dcmread
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
+
 from scripts.lesion_measurements import LesionMeasurement, measure_lesions
 
 from . import __version__
@@ -91,8 +92,12 @@ def run_lesions(run: SegmentationRun, index: int) -> list[LesionMeasurement]:
     """
     result = run.results[index]
     return measure_lesions(
-        result.mask, run.affine, slices_to_xyz(run.volume), aova_map=result.aova_map,
-        probability=result.probability, host_organ=result.prompt.organ,
+        result.mask,
+        run.affine,
+        slices_to_xyz(run.volume),
+        aova_map=result.aova_map,
+        probability=result.probability,
+        host_organ=result.prompt.organ,
     )
 
 
@@ -128,7 +133,11 @@ def _coded(item: Dataset, keyword: str) -> hd.sr.CodedConcept | None:
 
 
 def _lesion_group(
-    run: SegmentationRun, seg_dataset: Dataset, number: int, lesion: LesionMeasurement, algorithm: hd.sr.AlgorithmIdentification,
+    run: SegmentationRun,
+    seg_dataset: Dataset,
+    number: int,
+    lesion: LesionMeasurement,
+    algorithm: hd.sr.AlgorithmIdentification,
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
     segment = _segment(seg_dataset, number)
     frame_of_reference = seg_dataset.FrameOfReferenceUID
@@ -146,7 +155,11 @@ def _lesion_group(
 
     def measurement(name, value, unit, derivation=None):
         return hd.sr.Measurement(
-            name=name, value=float(value), unit=unit, derivation=derivation, algorithm_id=algorithm,
+            name=name,
+            value=float(value),
+            unit=unit,
+            derivation=derivation,
+            algorithm_id=algorithm,
         )
 
     measurements = [
@@ -176,7 +189,10 @@ def _lesion_group(
 
 
 def _empty_segment_group(
-    run: SegmentationRun, seg_dataset: Dataset, number: int, algorithm: hd.sr.AlgorithmIdentification,
+    run: SegmentationRun,
+    seg_dataset: Dataset,
+    number: int,
+    algorithm: hd.sr.AlgorithmIdentification,
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
     """An empty segment: one group with a volume of 0 mL, so the report says the prompt found
     nothing (and a run without any lesion is still a TID 1500 report, which needs a group)."""
@@ -217,7 +233,9 @@ def build_measurement_report(run: SegmentationRun, seg_dataset: Dataset, source_
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
             uid=generate_uid(entropy_srcs=["DiffuGTS-Deploy", __version__, run.profile]),
-            name="DiffuGTS", manufacturer_name=MANUFACTURER, model_name=f"DiffuGTS {run.profile}"[:_LO_MAX],
+            name="DiffuGTS",
+            manufacturer_name=MANUFACTURER,
+            model_name=f"DiffuGTS {run.profile}"[:_LO_MAX],
         ),
     )
     procedure = codes.LN.CTUnspecifiedBodyRegion if run.modality.value == "CT" else codes.LN.MRIUnspecifiedBodyRegion
@@ -239,10 +257,17 @@ def build_measurement_report(run: SegmentationRun, seg_dataset: Dataset, source_
         software_versions=__version__,
         device_serial_number="0",
         series_description=_series_description(run),
-        coding_schemes=[hd.coding_schemes.CodingSchemeIdentificationItem(
-            designator=PRIVATE_SCHEME, name="DiffuGTS-Deploy private codes", responsible_organization=MANUFACTURER,
-        )],
-        content_date=now.date(), content_time=now.time(), series_date=now.date(), series_time=now.time(),
+        coding_schemes=[
+            hd.coding_schemes.CodingSchemeIdentificationItem(
+                designator=PRIVATE_SCHEME,
+                name="DiffuGTS-Deploy private codes",
+                responsible_organization=MANUFACTURER,
+            )
+        ],
+        content_date=now.date(),
+        content_time=now.time(),
+        series_date=now.date(),
+        series_time=now.time(),
     )
 
 

@@ -19,7 +19,7 @@ import io
 import logging
 import re
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import tqdm
 from monai.deploy.operators import DICOMSeriesToVolumeOperator
@@ -74,9 +74,7 @@ def patch_progress(every_s: float = 10.0) -> Iterator[None]:
     Each module of :data:`PROGRESS_MODULES` calls the ``tqdm`` it imported; for the block that
     name is tqdm writing into the log, first after ``every_s`` seconds, then every ``every_s``.
     """
-    logged = functools.partial(
-        tqdm.tqdm, file=_LogLines(), position=0, delay=every_s, mininterval=every_s, ascii=True, desc="patches", bar_format=_FORMAT
-    )
+    logged = functools.partial(tqdm.tqdm, file=_LogLines(), position=0, delay=every_s, mininterval=every_s, ascii=True, desc="patches", bar_format=_FORMAT)
     modules = [importlib.import_module(name) for name in PROGRESS_MODULES]
     saved = [module.tqdm for module in modules]
     for module in modules:

@@ -14,7 +14,7 @@ between rows), which is only right for square pixels. DICOM's ``PixelSpacing`` i
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from pydicom import Dataset

@@ -20,8 +20,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -31,7 +31,8 @@ if str(ROOT / "bundle") not in sys.path:
 
 import pydicom  # noqa: E402
 from pydicom.dataset import FileDataset, FileMetaDataset  # noqa: E402
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid  # noqa: E402
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid  # noqa: E402
+
 from scripts.metrics import dice_score  # noqa: E402  (the benchmark's DSC, so the demo's figure is the same)
 
 __all__ = ["slice_stack", "write_ct_series", "seg_frames_by_source", "main"]

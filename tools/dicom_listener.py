@@ -35,29 +35,29 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import (
+    HTJ2K,
+    JPEG2000,
     CTImageStorage,
     ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    MRImageStorage,
-    HTJ2K,
     HTJ2KLossless,
     HTJ2KLosslessRPCL,
-    JPEG2000,
+    ImplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
-    JPEGLosslessSV1,
     JPEGLossless,
+    JPEGLosslessSV1,
     JPEGLSLossless,
     JPEGLSNearLossless,
+    MRImageStorage,
     RLELossless,
 )
 from pynetdicom import AE, evt
@@ -76,9 +76,22 @@ IMAGE_SOP_CLASSES = {CTImageStorage: "CT", MRImageStorage: "MR"}
 #: pynetdicom's defaults plus the compressed syntaxes the application decodes (pylibjpeg), so a
 #: PACS need not decompress; instances are written as they came.
 TRANSFER_SYNTAXES = [
-    ImplicitVRLittleEndian, ExplicitVRLittleEndian, "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2",
-    JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless,
-    JPEG2000Lossless, JPEG2000, HTJ2KLossless, HTJ2KLosslessRPCL, HTJ2K, RLELossless,
+    ImplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    "1.2.840.10008.1.2.1.99",
+    "1.2.840.10008.1.2.2",
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    JPEG2000Lossless,
+    JPEG2000,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
+    HTJ2K,
+    RLELossless,
 ]
 #: C-STORE statuses (PS3.4 B.2.3): success, and the warnings that still mean "stored".
 STORED = {0x0000, 0xB000, 0xB006, 0xB007}
@@ -166,7 +179,11 @@ class Listener:
     def on_accepted(self, event: evt.Event) -> None:
         # A sender often proposes every storage SOP class; the refused ones are listed at DEBUG.
         refused = sorted({cx.abstract_syntax for cx in event.assoc.rejected_contexts})
-        logger.info("association from %s accepted%s", self._peer(event), f" ({len(refused)} proposed SOP class(es) refused: only CT and MR images are stored)" if refused else "")
+        logger.info(
+            "association from %s accepted%s",
+            self._peer(event),
+            f" ({len(refused)} proposed SOP class(es) refused: only CT and MR images are stored)" if refused else "",
+        )
         logger.debug("refused SOP classes: %s", ", ".join(f"{uid} ({pydicom.uid.UID(uid).name})" for uid in refused))
 
     def on_rejected(self, event: evt.Event) -> None:
@@ -219,7 +236,9 @@ class Listener:
         series = self.pending[uid] = Series(uid, modality, calling, run)
         series.input.mkdir()
         if uid in self.dispatched:
-            logger.warning("series %s came again after run %s took it: a new run (raise --quiet-seconds if the sender pauses within a series)", uid, self.dispatched[uid])
+            logger.warning(
+                "series %s came again after run %s took it: a new run (raise --quiet-seconds if the sender pauses within a series)", uid, self.dispatched[uid]
+            )
         logger.info("receiving %s series %s from %s into %s", modality, uid, calling, run)
         return series
 
@@ -396,8 +415,12 @@ def _serve(listener: Listener, args: argparse.Namespace) -> None:
     for sop_class in IMAGE_SOP_CLASSES:
         ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
     handlers = [
-        (evt.EVT_C_ECHO, listener.on_echo), (evt.EVT_C_STORE, listener.on_store), (evt.EVT_ACCEPTED, listener.on_accepted),
-        (evt.EVT_REJECTED, listener.on_rejected), (evt.EVT_RELEASED, listener.on_ended), (evt.EVT_ABORTED, listener.on_ended),
+        (evt.EVT_C_ECHO, listener.on_echo),
+        (evt.EVT_C_STORE, listener.on_store),
+        (evt.EVT_ACCEPTED, listener.on_accepted),
+        (evt.EVT_REJECTED, listener.on_rejected),
+        (evt.EVT_RELEASED, listener.on_ended),
+        (evt.EVT_ABORTED, listener.on_ended),
     ]
     try:
         server: ThreadedAssociationServer = ae.start_server((args.bind, args.port), block=False, evt_handlers=handlers)
@@ -432,13 +455,17 @@ def _serve(listener: Listener, args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--port", type=int, required=True, help="TCP port to listen on")
     parser.add_argument("--ae-title", required=True, help="this node's AE title (the called AE title the PACS must use)")
     parser.add_argument("--send-to", required=True, metavar="AET@HOST:PORT", help="where the results are sent by C-STORE")
     parser.add_argument("--work", type=Path, required=True, metavar="DIR", help="runs/ and failed/ go here (one listener per DIR)")
     parser.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
-    parser.add_argument("--allow-calling", action="append", default=[], metavar="AET", help="accept associations only from this calling AE title (repeatable; default: any)")
+    parser.add_argument(
+        "--allow-calling", action="append", default=[], metavar="AET", help="accept associations only from this calling AE title (repeatable; default: any)"
+    )
     parser.add_argument("--quiet-seconds", type=float, default=30.0, help="a series is complete when none of its instances came for this long (default 30)")
     parser.add_argument("--models", "-m", type=Path, help="weights folder for the application (default: the embedded default)")
     parser.add_argument("--app-command", help="command run instead of `python app` (e.g. `monai-deploy run IMAGE`); -i IN -o OUT [-m MODELS] are appended")

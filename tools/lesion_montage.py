@@ -1,6 +1,6 @@
 """Draw the model card's lesion montage: one test-seed case per tumor category, through the lesion.
 
-    .venv/bin/python -m tools.lesion_montage --output bundle/docs/corpus_lesions.png [--seed-base 0]
+.venv/bin/python -m tools.lesion_montage --output bundle/docs/corpus_lesions.png [--seed-base 0]
 """
 
 from __future__ import annotations

@@ -34,9 +34,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import pydicom
@@ -188,8 +188,7 @@ def _value(item: Mapping, tag: str) -> str | None:
 def _is_dicom_json(page: object) -> bool:
     """A QIDO reply: a list of datasets, each ``{"GGGGEEEE": {...}, ...}``."""
     return isinstance(page, list) and all(
-        isinstance(item, dict) and all(re.fullmatch(r"[0-9A-Fa-f]{8}", tag) and isinstance(element, dict) for tag, element in item.items())
-        for item in page
+        isinstance(item, dict) and all(re.fullmatch(r"[0-9A-Fa-f]{8}", tag) and isinstance(element, dict) for tag, element in item.items()) for item in page
     )
 
 
@@ -213,7 +212,9 @@ def search_series(client: DICOMwebClient, study_uid: str, reply: LastReply | Non
             raise UserError(f"the PACS sent something that is not DICOM JSON for the series of study {study_uid}{reply or ''}")
         new = [item for item in page if _value(item, _SERIES_UID_TAG) not in seen]
         if page and not new:
-            logger.warning("the PACS ignores the QIDO offset (its page at offset %d repeats series already listed): keeping the %d series listed", offset, len(found))
+            logger.warning(
+                "the PACS ignores the QIDO offset (its page at offset %d repeats series already listed): keeping the %d series listed", offset, len(found)
+            )
         if not new:
             return found
         found += new
@@ -308,7 +309,9 @@ def push_seg(client: DICOMwebClient, seg_path: Path, study_uid: str, series_uids
         response = client.store_instances([seg], study_instance_uid=study_uid)
     except (requests.JSONDecodeError, KeyError):
         # The SEG went out; the answer says nothing readable about it (KeyError: no Content-Type).
-        raise UserError(f"the PACS answered the STOW of SEG {seg.SOPInstanceUID} with something that is not DICOM JSON{reply or ''}: check whether it was stored") from None
+        raise UserError(
+            f"the PACS answered the STOW of SEG {seg.SOPInstanceUID} with something that is not DICOM JSON{reply or ''}: check whether it was stored"
+        ) from None
     if response is not None and "FailedSOPSequence" in response and len(response.FailedSOPSequence):
         reason = response.FailedSOPSequence[0].get("FailureReason", "unknown")
         raise UserError(f"the server refused the SEG (failure reason {reason})")
@@ -325,14 +328,22 @@ def _run_folder(work: Path) -> Path:
     logger.info("run folder: %s (retrieved series in input/, results in output/)", run)
     return run
 
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = dict(os.environ if environ is None else environ)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", required=True, help="DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web (no credentials in it)")
     parser.add_argument("--study", required=True, help="Study Instance UID to process")
     parser.add_argument("--series", help="only this Series Instance UID (default: every CT and MR series of the study)")
     parser.add_argument("--models", "-m", type=Path, help="weights folder for the application (default: the embedded default)")
-    parser.add_argument("--work", type=Path, metavar="DIR", help="keep each run's retrieved series and results in a new folder inside DIR (default: a temporary folder, removed)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        metavar="DIR",
+        help="keep each run's retrieved series and results in a new folder inside DIR (default: a temporary folder, removed)",
+    )
     parser.add_argument("--credentials-file", type=Path, help="JSON file with the credentials (see below); never the credentials themselves")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request, > 0 (default 60)")
     parser.add_argument("--retries", type=int, default=5, help="attempts per request on busy or unreachable servers, 1 to 10 (default 5, exponential back-off)")

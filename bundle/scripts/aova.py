@@ -12,7 +12,8 @@ the cosine times a learned temperature.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -97,9 +98,7 @@ class AOVAHead(nn.Module):
         self.embed_dim = embed_dim
         self.adapters = nn.ModuleList(FeatureAdapter(c, alpha, adapter_kernel_size) for c in feature_channels)
         # Group norm first: the frozen features' scale differs by level and by profile.
-        self.queries = nn.ModuleList(
-            nn.Sequential(nn.GroupNorm(1, c), nn.Conv3d(c, embed_dim, kernel_size=1)) for c in feature_channels
-        )
+        self.queries = nn.ModuleList(nn.Sequential(nn.GroupNorm(1, c), nn.Conv3d(c, embed_dim, kernel_size=1)) for c in feature_channels)
         self.keys = nn.Linear(text_dim, embed_dim)
         self.level_logits = nn.Parameter(torch.zeros(len(self.levels))) if aggregation == "learned" else None
         # CLIP's parameterisation: the log of the temperature is learned.
@@ -117,9 +116,7 @@ class AOVAHead(nn.Module):
         attention = logits.softmax(dim=1)
         return attention[:, abnormal].sum(dim=1, keepdim=True)
 
-    def forward(
-        self, features: Sequence[torch.Tensor], text_embeddings: torch.Tensor, abnormal: torch.Tensor
-    ) -> AOVAOutput:
+    def forward(self, features: Sequence[torch.Tensor], text_embeddings: torch.Tensor, abnormal: torch.Tensor) -> AOVAOutput:
         """Args:
         features: encoder taps, finest first; the first sets the output size.
         text_embeddings: (K, text_dim) sentence embeddings.
@@ -130,10 +127,7 @@ class AOVAHead(nn.Module):
             raise ValueError("the text keys need both abnormal and normal sentences")
         keys = self.keys(text_embeddings.to(self.keys.weight.dtype))
         size = features[0].shape[2:]
-        maps = [
-            F.interpolate(self.level_map(level, features[level], keys, abnormal), size=size, mode="trilinear")
-            for level in self.levels
-        ]
+        maps = [F.interpolate(self.level_map(level, features[level], keys, abnormal), size=size, mode="trilinear") for level in self.levels]
         if self.level_logits is not None:
             weights = self.level_logits.softmax(dim=0)
         else:

@@ -6,7 +6,8 @@ error path; iterating ``encoder.blocks`` gives the taps and the latent in one pa
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 

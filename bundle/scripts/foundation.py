@@ -16,9 +16,10 @@ import hashlib
 import os
 import pickle
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,8 +27,8 @@ from monai.apps.generation.maisi.networks.autoencoderkl_maisi import Autoencoder
 from monai.apps.generation.maisi.networks.diffusion_model_unet_maisi import DiffusionModelUNetMaisi
 from monai.networks.schedulers import DDPMScheduler, RFlowScheduler
 
-from .errors import UserError
 from .atomic import atomic_write
+from .errors import UserError
 from .preprocessing import Modality
 
 __all__ = [
@@ -208,9 +209,7 @@ def fuse_group_norms(network: torch.nn.Module) -> torch.nn.Module:
     return network
 
 
-def build_vae(
-    profile: str | FoundationProfile, device: torch.device | str = "cpu", *, trainable: bool = False
-) -> AutoencoderKlMaisi:
+def build_vae(profile: str | FoundationProfile, device: torch.device | str = "cpu", *, trainable: bool = False) -> AutoencoderKlMaisi:
     """The profile's VAE: frozen and in eval mode, unless built to be trained (``mini`` only)."""
     settings = runtime_settings(device)
     if trainable:  # fp16 norms are an inference-only memory saving
@@ -219,9 +218,7 @@ def build_vae(
     return vae.to(device) if trainable else _frozen(vae, device)
 
 
-def build_diffusion_unet(
-    profile: str | FoundationProfile, device: torch.device | str = "cpu", *, trainable: bool = False
-) -> DiffusionModelUNetMaisi:
+def build_diffusion_unet(profile: str | FoundationProfile, device: torch.device | str = "cpu", *, trainable: bool = False) -> DiffusionModelUNetMaisi:
     """The profile's diffusion UNet: frozen and in eval mode, unless built to be trained."""
     settings = runtime_settings(device)
     unet = DiffusionModelUNetMaisi(**get_profile(profile).unet, use_flash_attention=settings["use_flash_attention"])
@@ -307,9 +304,7 @@ def load_state_dict_strict(network: torch.nn.Module, state: Any, path: str | os.
             if keys:
                 shown = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
                 parts.append(f"{len(keys)} {label} keys ({shown})")
-        raise CheckpointError(
-            f"{what} weights file {path} does not fit the network (wrong profile?): {'; '.join(parts)}"
-        )
+        raise CheckpointError(f"{what} weights file {path} does not fit the network (wrong profile?): {'; '.join(parts)}")
     network.load_state_dict(state, strict=True)
 
 

@@ -11,7 +11,7 @@ stacked inputs): the bundle's ``network_def``, which MONAI's ``verify_net_in_out
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -52,8 +52,14 @@ class DiffuGTSHeads(nn.Module):
     ) -> None:
         super().__init__()
         self.aova = AOVAHead(
-            feature_channels, text_dim, embed_dim, alpha, levels, aggregation,
-            similarity=similarity, adapter_kernel_size=adapter_kernel_size,
+            feature_channels,
+            text_dim,
+            embed_dim,
+            alpha,
+            levels,
+            aggregation,
+            similarity=similarity,
+            adapter_kernel_size=adapter_kernel_size,
         )
         self.refiner = ResidualRefiner(len(feature_channels), refiner_channels)
 
@@ -103,4 +109,3 @@ def load_heads_weights(heads: DiffuGTSHeads, path: str | os.PathLike) -> None:
     """Load a heads checkpoint (plain ``state_dict``, ``weights_only=True``)."""
     device = next(heads.parameters()).device
     load_state_dict_strict(heads, read_checkpoint(path, device), path, "DiffuGTS heads")
-

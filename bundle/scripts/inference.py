@@ -15,33 +15,33 @@ case report's ``warnings``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import platform
 import re
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import monai
 import nibabel as nib
 import numpy as np
+import psutil
 import torch
 from monai.data import load_decathlon_datalist
-import psutil
 from monai.transforms import LoadImage
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write
 from .errors import UserError
-from .lesion_measurements import measure_lesions
-from .output_staging import StagedOutputs, stop_on_signals
 from .foundation import file_sha256
+from .lesion_measurements import measure_lesions
 from .metrics import DEFAULT_NSD_TOLERANCE_MM, dice_score, false_positive_volume_ml, normalized_surface_dice
+from .output_staging import StagedOutputs, stop_on_signals
 from .pipeline import DiffuGTSPipeline, PipelineOutput
 from .preprocessing import Modality, plausibility_warnings
 from .text import validate_prompt
@@ -437,7 +437,8 @@ class BundleRunner:
         report_path = self.output_dir / f"{case.name}_report.json"
         self._write(report_path, _json_writer(report))
         logger.info(
-            "%s: %s in %.1f s", case.name,
+            "%s: %s in %.1f s",
+            case.name,
             ", ".join(f"'{p['prompt']}' {p['tumor_volume_ml']:.2f} mL" for p in report["prompts"]),
             report["stage_seconds"]["total"],
         )
@@ -462,9 +463,14 @@ class BundleRunner:
                     "organ": result.prompt.organ,
                     "tumor_volume_ml": result.tumor_volume_ml,
                     "lesions": [
-                        lesion.to_json() for lesion in measure_lesions(
-                            result.mask, output.affine, image, aova_map=result.aova_map,
-                            probability=result.probability, host_organ=result.prompt.organ,
+                        lesion.to_json()
+                        for lesion in measure_lesions(
+                            result.mask,
+                            output.affine,
+                            image,
+                            aova_map=result.aova_map,
+                            probability=result.probability,
+                            host_organ=result.prompt.organ,
                         )
                     ],
                     "files": files,

@@ -104,8 +104,9 @@ def inpainting_effect(
     region = coarse_mask(lesion[None, None].float(), 0.5, dilation)
     features = foundation.encode(image)
     generator = torch.Generator(device=image.device).manual_seed(seed)
-    pseudo = foundation.pseudo_healthy(image, features.latent, region, num_steps=num_steps, strength=strength,
-                                       spacing=spacing, class_labels=class_labels, generator=generator)[0, 0]
+    pseudo = foundation.pseudo_healthy(
+        image, features.latent, region, num_steps=num_steps, strength=strength, spacing=spacing, class_labels=class_labels, generator=generator
+    )[0, 0]
     reconstruction = foundation.decode(features.latent * foundation.scale_factor)[0, 0]
     scan = image[0, 0]
     host = _host_ring(lesion, organs.to(scan.device), ring)
@@ -116,9 +117,12 @@ def inpainting_effect(
     outside = float((pseudo - scan).abs()[margin].mean())
     vae = float((reconstruction - scan).abs()[margin].mean())
     return InpaintingEffect(
-        contrast_before=before, contrast_after=after,
+        contrast_before=before,
+        contrast_after=after,
         contrast_drop=1.0 - abs(after) / max(abs(before), 1e-6),
-        outside_error=outside, vae_error=vae, outside_ratio=outside / max(vae, 1e-6),
+        outside_error=outside,
+        vae_error=vae,
+        outside_ratio=outside / max(vae, 1e-6),
     )
 
 

@@ -14,8 +14,9 @@ old one. Random crops are then taken on the latent grid (:func:`latent_patch_siz
 from __future__ import annotations
 
 import os
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any
 
 import torch
 from monai.config import KeysCollection

@@ -133,17 +133,19 @@ def measure_lesions(
                 best, best_slice = distance, int(position)
         values = np.asarray(image, dtype=np.float64)[box][inside]
         centroid = world.mean(axis=0)
-        measured.append(dict(
-            volume_ml=round(float(inside.sum()) * voxel_ml, 4),
-            longest_axial_diameter_mm=round(best, 2),
-            axial_slice=best_slice,
-            centroid_ras_mm=tuple(round(float(c), 2) for c in centroid),
-            centroid_lps_mm=tuple(round(float(c), 2) for c in lps @ centroid),
-            intensity_mean=round(float(values.mean()), 2),
-            intensity_sd=round(float(values.std()), 2),
-            aova_mean=None if aova_map is None else round(float(np.asarray(aova_map)[box][inside].mean()), 4),
-            probability_mean=None if probability is None else round(float(np.asarray(probability)[box][inside].mean()), 4),
-            host_organ=host_organ,
-        ))
+        measured.append(
+            dict(
+                volume_ml=round(float(inside.sum()) * voxel_ml, 4),
+                longest_axial_diameter_mm=round(best, 2),
+                axial_slice=best_slice,
+                centroid_ras_mm=tuple(round(float(c), 2) for c in centroid),
+                centroid_lps_mm=tuple(round(float(c), 2) for c in lps @ centroid),
+                intensity_mean=round(float(values.mean()), 2),
+                intensity_sd=round(float(values.std()), 2),
+                aova_mean=None if aova_map is None else round(float(np.asarray(aova_map)[box][inside].mean()), 4),
+                probability_mean=None if probability is None else round(float(np.asarray(probability)[box][inside].mean()), 4),
+                host_organ=host_organ,
+            )
+        )
     measured.sort(key=lambda m: -m["volume_ml"])
     return [LesionMeasurement(index=i, **m) for i, m in enumerate(measured, start=1)]

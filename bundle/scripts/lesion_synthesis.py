@@ -28,9 +28,10 @@ transform :class:`RandLesionSynthesisd`, which draws new lesions on the fly (the
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -131,15 +132,23 @@ _EVEN = {SizeClass.TINY: 0.2, SizeClass.SMALL: 0.2, SizeClass.MEDIUM: 0.2, SizeC
 #: One law per CT finding of the attribute vocabulary. Only the liver law is the recipe's own.
 LESION_LAWS: dict[str, LesionLaw] = {
     "liver tumor": LesionLaw(
-        finding="liver tumor", host=(OrganLabel.LIVER, OrganLabel.HEPATIC_VESSEL), size_p=_EVEN,
-        law=IntensityLaw.SUBTRACT, delta_hu=(65.0, 145.0),
+        finding="liver tumor",
+        host=(OrganLabel.LIVER, OrganLabel.HEPATIC_VESSEL),
+        size_p=_EVEN,
+        law=IntensityLaw.SUBTRACT,
+        delta_hu=(65.0, 145.0),
         source="Hu et al. CVPR 2023 (SyntheticTumors): sizes, counts, texture, edge blur and delta ~ U(65, 145) HU",
     ),
     "hepatic vessel tumor": LesionLaw(
-        finding="hepatic vessel tumor", host=(OrganLabel.LIVER,), law=IntensityLaw.SUBTRACT, delta_hu=(45.0, 110.0),
+        finding="hepatic vessel tumor",
+        host=(OrganLabel.LIVER,),
+        law=IntensityLaw.SUBTRACT,
+        delta_hu=(45.0, 110.0),
         size_p={SizeClass.TINY: 0.25, SizeClass.SMALL: 0.45, SizeClass.MEDIUM: 0.30},
         counts={SizeClass.TINY: (2, 5), SizeClass.SMALL: (1, 4), SizeClass.MEDIUM: (1, 2)},
-        near=(OrganLabel.HEPATIC_VESSEL,), near_mm=4.0, spare=(OrganLabel.HEPATIC_VESSEL,),
+        near=(OrganLabel.HEPATIC_VESSEL,),
+        near_mm=4.0,
+        spare=(OrganLabel.HEPATIC_VESSEL,),
         source=(
             "MSD Task08 (Simpson et al. 2019, portal venous CT): small hypoattenuating lesions abutting the "
             "contrast-filled portal and hepatic veins, which stay bright through the lesion; no large class, "
@@ -147,7 +156,10 @@ LESION_LAWS: dict[str, LesionLaw] = {
         ),
     ),
     "kidney tumor": LesionLaw(
-        finding="kidney tumor", host=(OrganLabel.KIDNEY,), law=IntensityLaw.SUBTRACT, delta_hu=(70.0, 170.0),
+        finding="kidney tumor",
+        host=(OrganLabel.KIDNEY,),
+        law=IntensityLaw.SUBTRACT,
+        delta_hu=(70.0, 170.0),
         size_p={SizeClass.SMALL: 0.3, SizeClass.MEDIUM: 0.5, SizeClass.LARGE: 0.2},
         counts={SizeClass.SMALL: (1, 2), SizeClass.MEDIUM: (1, 2), SizeClass.LARGE: (1, 1)},
         bulge_p=0.6,
@@ -157,28 +169,43 @@ LESION_LAWS: dict[str, LesionLaw] = {
         ),
     ),
     "pancreas tumor": LesionLaw(
-        finding="pancreas tumor", host=(OrganLabel.PANCREAS,), law=IntensityLaw.SUBTRACT, delta_hu=(45.0, 100.0),
-        size_p={SizeClass.SMALL: 0.55, SizeClass.MEDIUM: 0.45}, counts={SizeClass.SMALL: (1, 1), SizeClass.MEDIUM: (1, 1)},
-        bulge_p=0.4, subtle_p=0.12,
+        finding="pancreas tumor",
+        host=(OrganLabel.PANCREAS,),
+        law=IntensityLaw.SUBTRACT,
+        delta_hu=(45.0, 100.0),
+        size_p={SizeClass.SMALL: 0.55, SizeClass.MEDIUM: 0.45},
+        counts={SizeClass.SMALL: (1, 1), SizeClass.MEDIUM: (1, 1)},
+        bulge_p=0.4,
+        subtle_p=0.12,
         source=(
             "MSD Task07 / pancreatic ductal adenocarcinoma on portal venous CT: a single hypoattenuating mass "
             "of 1.5-4 cm, 20-50 HU below the parenchyma (smaller contrast than liver tumors), expanding the gland"
         ),
     ),
     "lung tumor": LesionLaw(
-        finding="lung tumor", host=(OrganLabel.LUNG,), law=IntensityLaw.REPLACE, delta_hu=(-10.0, 60.0),
+        finding="lung tumor",
+        host=(OrganLabel.LUNG,),
+        law=IntensityLaw.REPLACE,
+        delta_hu=(-10.0, 60.0),
         size_p={SizeClass.TINY: 0.1, SizeClass.SMALL: 0.4, SizeClass.MEDIUM: 0.4, SizeClass.LARGE: 0.1},
         counts={SizeClass.TINY: (1, 3), SizeClass.SMALL: (1, 2), SizeClass.MEDIUM: (1, 1), SizeClass.LARGE: (1, 1)},
-        part_solid_p=0.2, subtle_p=0.0,
+        part_solid_p=0.2,
+        subtle_p=0.0,
         source=(
             "MSD Task06 / LIDC and the Fleischner Society glossary: solid nodules and masses of soft-tissue "
             "density (about 0-60 HU) in aerated lung; part-solid nodules with a ground-glass rim (-650 to -350 HU)"
         ),
     ),
     "colon tumor": LesionLaw(
-        finding="colon tumor", host=(OrganLabel.COLON,), law=IntensityLaw.REPLACE, delta_hu=(35.0, 80.0),
-        size_p={SizeClass.SMALL: 0.5, SizeClass.MEDIUM: 0.5}, counts={SizeClass.SMALL: (1, 1), SizeClass.MEDIUM: (1, 1)},
-        subtle_p=0.0, centre_depth_mm=6.0, bulge_p=0.5,
+        finding="colon tumor",
+        host=(OrganLabel.COLON,),
+        law=IntensityLaw.REPLACE,
+        delta_hu=(35.0, 80.0),
+        size_p={SizeClass.SMALL: 0.5, SizeClass.MEDIUM: 0.5},
+        counts={SizeClass.SMALL: (1, 1), SizeClass.MEDIUM: (1, 1)},
+        subtle_p=0.0,
+        centre_depth_mm=6.0,
+        bulge_p=0.5,
         source=(
             "MSD Task10 (colon cancer, portal venous CT): an enhancing soft-tissue mass of 40-80 HU thickening "
             "the bowel wall, filling the lumen's gas or stool and often reaching into the pericolic fat. "
@@ -346,7 +373,11 @@ def synthesize_lesions(
         size = classes[int(rng.choice(len(classes), p=p / p.sum()))]
     else:
         size = SizeClass(size_class)
-    plan = [(c, int(rng.integers(lo, hi + 1))) for c, (lo, hi) in _MIX_COUNTS.items()] if size is SizeClass.MIX else [(size, int(rng.integers(law.count_range(size)[0], law.count_range(size)[1] + 1)))]
+    plan = (
+        [(c, int(rng.integers(lo, hi + 1))) for c, (lo, hi) in _MIX_COUNTS.items()]
+        if size is SizeClass.MIX
+        else [(size, int(rng.integers(law.count_range(size)[0], law.count_range(size)[1] + 1)))]
+    )
 
     # Work on the host's box with room for the largest lesion and its bulge.
     largest = max(_RADIUS_MM[c] for c, _ in plan)
@@ -451,12 +482,20 @@ def synthesize_lesions(
         part = own & geo
         # Contrast to the host organ (positive: darker than the organ), in HU.
         contrast = float((host_level - out[part].mean()) / units_per_hu) if part.any() else 0.0
-        lesions.append(SynthesizedLesion(
-            size_class=klass.value, radius_mm=radius,
-            center_voxel=[int(c + s.start) for c, s in zip(centre, box)], voxels=int(part.sum()),
-            volume_ml=round(float(part.sum()) * voxel_ml, 4), contrast_hu=round(contrast, 2), law=law.law.value,
-            subtle=subtle, part_solid=part_solid, exophytic=exophytic and bool((part & ~local_host).any()),
-        ))
+        lesions.append(
+            SynthesizedLesion(
+                size_class=klass.value,
+                radius_mm=radius,
+                center_voxel=[int(c + s.start) for c, s in zip(centre, box)],
+                voxels=int(part.sum()),
+                volume_ml=round(float(part.sum()) * voxel_ml, 4),
+                contrast_hu=round(contrast, 2),
+                law=law.law.value,
+                subtle=subtle,
+                part_solid=part_solid,
+                exophytic=exophytic and bool((part & ~local_host).any()),
+            )
+        )
     return Synthesis(image=new_image, tumor_mask=mask, organ_labels=labels, lesions=lesions, size_class=size.value, delta_hu=float(delta))
 
 
@@ -520,7 +559,9 @@ class RandLesionSynthesisd(RandomizableTransform, MapTransform):
         rng = np.random.default_rng(int(self.R.randint(0, 2**31 - 1)))
         image = d[image_key]
         spacing = _spacing_of(image)
-        result = synthesize_lesions(np.asarray(_numpy(image))[0], organs, finding, spacing, rng, units_per_hu=self.units_per_hu, zero_hu_value=self.zero_hu_value)
+        result = synthesize_lesions(
+            np.asarray(_numpy(image))[0], organs, finding, spacing, rng, units_per_hu=self.units_per_hu, zero_hu_value=self.zero_hu_value
+        )
         d[image_key] = _like(image, result.image[None])
         d[label_key] = _like(label, result.tumor_mask[None].astype(np.float32))
         d[self.organ_key] = _like(d[self.organ_key], result.organ_labels[None].astype(np.float32))

@@ -13,7 +13,7 @@ absurd inputs early, not to plan memory to the megabyte.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import psutil
 
@@ -35,9 +35,7 @@ _WORKING_ARRAYS = (2, 6)
 _PATCH_VALUES_PER_VOXEL = 256
 
 
-def working_shape(
-    shape: Sequence[int], spacing: Sequence[float], working_spacing: Sequence[float] | None, divisor: int
-) -> tuple[int, ...]:
+def working_shape(shape: Sequence[int], spacing: Sequence[float], working_spacing: Sequence[float] | None, divisor: int) -> tuple[int, ...]:
     """Shape on the networks' grid: resampled to ``working_spacing`` and padded to ``divisor``."""
     if working_spacing is None:
         working_spacing = spacing
@@ -92,9 +90,7 @@ def check_memory_budget(
         budget_gb: the budget in GiB; ``None`` takes the memory available right now.
         host_only: see :func:`estimate_bytes`.
     """
-    need = estimate_bytes(
-        shape, spacing, working_spacing=working_spacing, divisor=divisor, patch_size=patch_size, prompts=prompts, host_only=host_only
-    )
+    need = estimate_bytes(shape, spacing, working_spacing=working_spacing, divisor=divisor, patch_size=patch_size, prompts=prompts, host_only=host_only)
     budget = available_bytes() if budget_gb is None else float(budget_gb) * GIB
     if need > budget:
         source = "the memory available now" if budget_gb is None else "memory_budget_gb"

@@ -14,8 +14,10 @@ multiplied by it after encoding and divided by it before decoding, nowhere else.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager
+from typing import Any
 
 import torch
 
@@ -27,10 +29,10 @@ from .residual import feature_residuals
 
 __all__ = ["FrozenFoundation", "PatchSettings", "PatchOutputs", "pseudo_healthy_inputs", "segment_patch"]
 
-Timer = Callable[[str], ContextManager[None]]
+Timer = Callable[[str], AbstractContextManager[None]]
 
 
-def _no_timer(stage: str) -> ContextManager[None]:
+def _no_timer(stage: str) -> AbstractContextManager[None]:
     return contextlib.nullcontext()
 
 
@@ -84,9 +86,16 @@ class FrozenFoundation:
             return patch
         scaled = latent * self.scale_factor
         inpainted = latent_inpaint(
-            self.unet, self.scheduler, scaled, latent_region(region, scaled.shape),
-            spacing=spacing, class_labels=class_labels, num_steps=num_steps,
-            strength=strength, generator=generator, progress=progress,
+            self.unet,
+            self.scheduler,
+            scaled,
+            latent_region(region, scaled.shape),
+            spacing=spacing,
+            class_labels=class_labels,
+            num_steps=num_steps,
+            strength=strength,
+            generator=generator,
+            progress=progress,
         )
         return region * self.decode(inpainted) + (1 - region) * patch
 
@@ -164,8 +173,15 @@ def pseudo_healthy_inputs(
             region = torch.ones_like(coarse) if settings.inpainting is InpaintingMode.DIRECT else coarse
         with timer("inpainting"):
             pseudo_healthy = foundation.pseudo_healthy(
-                patch, features.latent, region, num_steps=settings.num_steps, strength=settings.strength,
-                spacing=spacing, class_labels=class_labels, generator=generator, progress=settings.progress,
+                patch,
+                features.latent,
+                region,
+                num_steps=settings.num_steps,
+                strength=settings.strength,
+                spacing=spacing,
+                class_labels=class_labels,
+                generator=generator,
+                progress=settings.progress,
             )
         with timer("residual"):
             # Nothing inpainted: every residual is zero, and the encoder need not run again.
@@ -191,8 +207,17 @@ def segment_patch(
     """The whole patch step for one prompt: :func:`pseudo_healthy_inputs`, then the refiner's
     tumor probability (arguments as there)."""
     outputs = pseudo_healthy_inputs(
-        foundation, heads, patch, features, keys, abnormal, settings,
-        spacing=spacing, class_labels=class_labels, generator=generator, timer=timer,
+        foundation,
+        heads,
+        patch,
+        features,
+        keys,
+        abnormal,
+        settings,
+        spacing=spacing,
+        class_labels=class_labels,
+        generator=generator,
+        timer=timer,
     )
     with torch.no_grad(), timer("residual"):
         logits = heads.refiner(patch, outputs.pseudo_healthy, outputs.aova_map, outputs.residuals)

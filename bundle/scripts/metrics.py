@@ -6,7 +6,7 @@ and any foreground there scores 0 (healthy cases and misleading prompts are judg
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -56,9 +56,7 @@ def normalized_surface_dice(
         return empty
     if not np.any(prediction):
         return 0.0
-    value = compute_surface_dice(
-        _one_hot(prediction), _one_hot(reference), class_thresholds=[tolerance_mm], spacing=list(spacing)
-    )
+    value = compute_surface_dice(_one_hot(prediction), _one_hot(reference), class_thresholds=[tolerance_mm], spacing=list(spacing))
     return float(value[0, 0])
 
 

@@ -32,8 +32,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 __all__ = ["StagedOutputs", "stop_on_signals", "Stopped"]
 
@@ -133,7 +133,10 @@ class StagedOutputs:
         # Its own session: a signal sent to the run's process group does not stop the watchdog too.
         self._watchdog = subprocess.Popen(
             [sys.executable, "-S", "-c", _WATCHDOG, str(self.folder), str(os.getpid())],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
     def path(self, name: str) -> Path:

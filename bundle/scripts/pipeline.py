@@ -15,14 +15,16 @@ import logging
 import os
 import time
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from monai.inferers import SlidingWindowInferer
 
+from .errors import UserError
 from .foundation import (
     FoundationProfile,
     build_diffusion_unet,
@@ -35,7 +37,6 @@ from .foundation import (
     modality_class_label,
     spacing_condition,
 )
-from .errors import UserError
 from .heads import DiffuGTSHeads, heads_for_profile, load_heads_weights
 from .inpainting import InpaintingMode
 from .memory_budget import check_memory_budget
@@ -158,15 +159,27 @@ class PipelineConfig:
         steps = _integer("num_steps", profile.num_inference_steps if self.num_steps is None else self.num_steps, ">= 1", 1)
         strength = _number("strength", self.strength, "in (0, 1]", lambda v: 0.0 < v <= 1.0)
         coarse_threshold = _number(
-            "coarse_threshold", profile.coarse_threshold if self.coarse_threshold is None else self.coarse_threshold,
-            "in (0, 1)", lambda v: 0.0 < v < 1.0,
+            "coarse_threshold",
+            profile.coarse_threshold if self.coarse_threshold is None else self.coarse_threshold,
+            "in (0, 1)",
+            lambda v: 0.0 < v < 1.0,
         )
-        patch = _triple("patch_size", self.patch_size or profile.patch_size, f"three multiples of {profile.divisor}",
-                        lambda v: v > 0 and v == int(v) and int(v) % profile.divisor == 0)
-        spacing = None if self.working_spacing is None else _triple(
-            "working_spacing", self.working_spacing, "three voxel sizes in mm, each > 0", lambda v: 0.0 < v < 100.0)
-        budget = None if self.memory_budget_gb is None else _number(
-            "memory_budget_gb", self.memory_budget_gb, "> 0 (or null for the available memory)", lambda v: v > 0)
+        patch = _triple(
+            "patch_size",
+            self.patch_size or profile.patch_size,
+            f"three multiples of {profile.divisor}",
+            lambda v: v > 0 and v == int(v) and int(v) % profile.divisor == 0,
+        )
+        spacing = (
+            None
+            if self.working_spacing is None
+            else _triple("working_spacing", self.working_spacing, "three voxel sizes in mm, each > 0", lambda v: 0.0 < v < 100.0)
+        )
+        budget = (
+            None
+            if self.memory_budget_gb is None
+            else _number("memory_budget_gb", self.memory_budget_gb, "> 0 (or null for the available memory)", lambda v: v > 0)
+        )
         checks = [
             (self.scheduler in ("rflow", "ddpm"), f"scheduler must be 'rflow' or 'ddpm', got {self.scheduler!r}"),
             (self.inpainting in [m.value for m in InpaintingMode], f"inpainting must be 'latent' or 'direct', got {self.inpainting!r}"),
@@ -179,15 +192,22 @@ class PipelineConfig:
             if not ok:
                 raise UserError(message)
         return replace(
-            self, num_steps=steps, strength=strength, coarse_threshold=coarse_threshold,
+            self,
+            num_steps=steps,
+            strength=strength,
+            coarse_threshold=coarse_threshold,
             coarse_dilation=_integer("coarse_dilation", self.coarse_dilation, ">= 0", 0),
             threshold=_number("threshold", self.threshold, "in (0, 1)", lambda v: 0.0 < v < 1.0),
             confine_to_coarse_mask=_boolean("confine_to_coarse_mask", self.confine_to_coarse_mask),
             min_tumor_volume_ml=_number("min_tumor_volume_ml", self.min_tumor_volume_ml, ">= 0", lambda v: v >= 0),
             overlap=_number("overlap", self.overlap, "in [0, 1)", lambda v: 0.0 <= v < 1.0),
-            patch_size=tuple(int(p) for p in patch), working_spacing=spacing,
-            seed=_integer("seed", self.seed, ">= 0", 0), memory_budget_gb=budget,
-            progress=_boolean("progress", self.progress), inpainting=InpaintingMode(self.inpainting), maps=tuple(self.maps),
+            patch_size=tuple(int(p) for p in patch),
+            working_spacing=spacing,
+            seed=_integer("seed", self.seed, ">= 0", 0),
+            memory_budget_gb=budget,
+            progress=_boolean("progress", self.progress),
+            inpainting=InpaintingMode(self.inpainting),
+            maps=tuple(self.maps),
         )
 
 
@@ -276,8 +296,13 @@ class DiffuGTSPipeline:
         """The patch step's knobs, from the validated config."""
         c = self.config
         return PatchSettings(
-            coarse_threshold=c.coarse_threshold, coarse_dilation=c.coarse_dilation, inpainting=c.inpainting,
-            num_steps=c.num_steps, strength=c.strength, confine_to_coarse_mask=c.confine_to_coarse_mask, progress=c.progress,
+            coarse_threshold=c.coarse_threshold,
+            coarse_dilation=c.coarse_dilation,
+            inpainting=c.inpainting,
+            num_steps=c.num_steps,
+            strength=c.strength,
+            confine_to_coarse_mask=c.confine_to_coarse_mask,
+            progress=c.progress,
         )
 
     def working_spacing(self, modality: Modality) -> tuple[float, float, float] | None:
@@ -348,12 +373,14 @@ class DiffuGTSPipeline:
         working_spacing = tuple(float(s) for s in working.pixdim.tolist())
         patch = _PatchSegmenter(self, embeddings, modality, working_spacing, timer)
         roi = tuple(min(p, s) for p, s in zip(self.config.patch_size, working.shape[1:]))
-        inferer = SlidingWindowInferer(
-            roi_size=roi, sw_batch_size=1, overlap=self.config.overlap, mode="gaussian", progress=self.config.progress
-        )
+        inferer = SlidingWindowInferer(roi_size=roi, sw_batch_size=1, overlap=self.config.overlap, mode="gaussian", progress=self.config.progress)
         logger.info(
             "segmenting %s volume %s (working grid %s at %s mm) for %d prompt(s)",
-            modality.value, tuple(volume.shape[1:]), tuple(working.shape[1:]), working_spacing, len(prompt_list),
+            modality.value,
+            tuple(volume.shape[1:]),
+            tuple(working.shape[1:]),
+            working_spacing,
+            len(prompt_list),
         )
         with _autocast(self.device):
             outputs = inferer(working.as_tensor()[None].to(self.device), patch)
@@ -436,8 +463,17 @@ class _PatchSegmenter:
         outputs: dict[str, torch.Tensor] = {}
         for index, (keys, abnormal) in enumerate(self.embeddings):
             step = segment_patch(
-                p.foundation, p.heads, patch, features, keys, abnormal, p.patch_settings,
-                spacing=self.spacing, class_labels=self.class_labels, generator=generator, timer=timer,
+                p.foundation,
+                p.heads,
+                patch,
+                features,
+                keys,
+                abnormal,
+                p.patch_settings,
+                spacing=self.spacing,
+                class_labels=self.class_labels,
+                generator=generator,
+                timer=timer,
             )
             outputs[f"probability_{index}"] = step.probability
             outputs[f"aova_{index}"] = step.aova_map.float()

@@ -12,7 +12,7 @@ voxel is the same weighted sum of the same eight neighbours, clamped at the bord
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

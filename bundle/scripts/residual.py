@@ -8,7 +8,7 @@ the pseudo-healthy image, the pixel residual |x - x_ph|, one feature residual pe
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -25,9 +25,7 @@ def pixel_residual(image: torch.Tensor, pseudo_healthy: torch.Tensor) -> torch.T
     return (image - pseudo_healthy).abs()
 
 
-def feature_residuals(
-    features: Sequence[torch.Tensor], pseudo_features: Sequence[torch.Tensor], size: Sequence[int]
-) -> torch.Tensor:
+def feature_residuals(features: Sequence[torch.Tensor], pseudo_features: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
     """Per-level channel-wise L2 distance / sqrt(C), upsampled to ``size``: (B, levels, *size)."""
     maps = []
     for feature, pseudo in zip(features, pseudo_features):
@@ -57,9 +55,7 @@ class ResidualRefiner(nn.Module):
             norm="instance",
         )
 
-    def forward(
-        self, image: torch.Tensor, pseudo_healthy: torch.Tensor, aova_map: torch.Tensor, feature_residual: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, pseudo_healthy: torch.Tensor, aova_map: torch.Tensor, feature_residual: torch.Tensor) -> torch.Tensor:
         stack = torch.cat([image, pseudo_healthy, pixel_residual(image, pseudo_healthy), aova_map, feature_residual], dim=1)
         return self.network(stack)
 

@@ -12,10 +12,11 @@ import json
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -205,9 +206,7 @@ class SentenceEncoder:
         """Unit-norm embeddings (N, D) on the CPU; each sentence is encoded once per process."""
         todo = [s for s in dict.fromkeys(sentences) if s not in self._cache]
         if todo:
-            vectors = self._model.encode(
-                list(todo), convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False
-            )
+            vectors = self._model.encode(list(todo), convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
             for sentence, vector in zip(todo, vectors.float().cpu()):
                 self._cache[sentence] = vector
         return torch.stack([self._cache[s] for s in sentences])

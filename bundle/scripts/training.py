@@ -20,8 +20,9 @@ from __future__ import annotations
 import copy
 import logging
 import random
+from collections.abc import Hashable, Mapping
 from pathlib import Path
-from typing import Any, Hashable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -406,7 +407,9 @@ class RefinerIteration:
         # The coarse mask as the pipeline makes it: the profile's threshold unless one is given.
         self.settings = PatchSettings(
             coarse_threshold=get_profile(profile).coarse_threshold if coarse_threshold is None else coarse_threshold,
-            coarse_dilation=coarse_dilation, num_steps=num_steps, strength=strength,
+            coarse_dilation=coarse_dilation,
+            num_steps=num_steps,
+            strength=strength,
         )
         self.generator = torch.Generator().manual_seed(seed)
         self.dice = DiceLoss(sigmoid=True, smooth_nr=1e-3, smooth_dr=1e-3)
@@ -418,8 +421,16 @@ class RefinerIteration:
         with torch.no_grad():
             features = self.foundation.encode(image)
         step = pseudo_healthy_inputs(
-            self.foundation, heads, image, features, keys, abnormal, self.settings,
-            spacing=spacing, class_labels=class_label, generator=self.generator,
+            self.foundation,
+            heads,
+            image,
+            features,
+            keys,
+            abnormal,
+            self.settings,
+            spacing=spacing,
+            class_labels=class_label,
+            generator=self.generator,
         )
         return step.aova_map, step.pseudo_healthy, step.residuals
 
@@ -430,8 +441,11 @@ class RefinerIteration:
         heads = engine.network.module if hasattr(engine.network, "module") else engine.network
         heads.eval()
         inputs = self.residual_inputs(
-            heads, image, *self.sampler.keys(prompt, device),
-            torch.as_tensor(batch["spacing"]).to(device) * 100.0, torch.as_tensor(batch["class_label"]).to(device),
+            heads,
+            image,
+            *self.sampler.keys(prompt, device),
+            torch.as_tensor(batch["spacing"]).to(device) * 100.0,
+            torch.as_tensor(batch["class_label"]).to(device),
         )
         engine.network.train()
         logits = engine.network("refiner", image, *inputs)

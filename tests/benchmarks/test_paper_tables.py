@@ -29,11 +29,20 @@ def _metrics(method="full", dsc=0.5, nsd=0.6, with_misleading=True):
 
 def _measurement(size, label, inpainting="latent", seconds=20.0, peak_mb=3000.0):
     return {
-        "label": label, "size": size, "inpainting": inpainting, "working_shape": [128, 128, 128], "patches": 27,
-        "inpainted_patches": 3, "end_to_end_seconds": seconds + 1, "segment_seconds": seconds, "segment_cpu_seconds": 30.0,
+        "label": label,
+        "size": size,
+        "inpainting": inpainting,
+        "working_shape": [128, 128, 128],
+        "patches": 27,
+        "inpainted_patches": 3,
+        "end_to_end_seconds": seconds + 1,
+        "segment_seconds": seconds,
+        "segment_cpu_seconds": 30.0,
         "stage_seconds": {"preprocessing": 1.0, "features": 5.0, "inpainting": 10.0},
-        "forward_seconds": {"VAE encoder": 4.0, "diffusion UNet": 14.0}, "peak_rss_mb": peak_mb,
-        "rss_after_build_mb": 600.0, "load_average_1min": 1.5,
+        "forward_seconds": {"VAE encoder": 4.0, "diffusion UNet": 14.0},
+        "peak_rss_mb": peak_mb,
+        "rss_after_build_mb": 600.0,
+        "load_average_1min": 1.5,
     }
 
 
@@ -52,7 +61,12 @@ def test_zero_shot_table_has_each_method_a_not_run_row_and_the_published_numbers
     markdown = tables.zero_shot_table(results)
     rows = _rows(markdown)
     assert [r.split(" | ")[0] for r in rows] == [
-        "| DiffuGTS (this corpus)", "| AOVA map alone", "| supervised 3D UNet", "| paper: DiffuGTS", "| paper: ZePT", "| paper: Malenia",
+        "| DiffuGTS (this corpus)",
+        "| AOVA map alone",
+        "| supervised 3D UNet",
+        "| paper: DiffuGTS",
+        "| paper: ZePT",
+        "| paper: Malenia",
     ]
     assert rows[0] == "| DiffuGTS (this corpus) | 2 | 50.0 ± 1.0 | 60.0 ± 2.0 | 3 | 25.0 ± 1.0 | 30.0 ± 2.0 |"
     assert "| 10.0 ± 1.0 | 20.0 ± 2.0 |" in rows[1]
@@ -64,7 +78,12 @@ def test_ablation_tables_label_the_inference_time_restriction_and_compare_with_t
     levels = [MethodResult(f"level {i} only", _metrics(dsc=0.1 * (i + 1))) for i in range(3)]
     markdown = tables.levels_table(levels, MethodResult("all levels", _metrics()))
     assert [r.split(" | ")[0] for r in _rows(markdown)] == [
-        "| level 0 only", "| level 1 only", "| level 2 only", "| all levels", "| paper: single feature level, best", "| paper: aggregation (DiffuGTS)",
+        "| level 0 only",
+        "| level 1 only",
+        "| level 2 only",
+        "| all levels",
+        "| paper: single feature level, best",
+        "| paper: aggregation (DiffuGTS)",
     ]
     assert "restrict the same trained heads to one level at inference" in markdown
     inpainting = tables.inpainting_table(MethodResult("latent", _metrics()), MethodResult("direct", _metrics(dsc=0.2)))
@@ -122,9 +141,18 @@ def test_plots_write_pngs(tmp_path):
 
 def test_summary_carries_provenance_and_every_stage_section(tmp_path):
     info = {
-        "date": "2026-01-01 00:00 UTC", "commit": "0123456789abcdef", "uncommitted_changes": True, "cpu": "Test CPU",
-        "cores": 2, "memory_gb": 8.0, "gpu": None, "load_average": [1.0, 2.0, 3.0], "torch": "9.9", "monai": "1.6",
-        "python": "3.11", "weights": {"diffugts_heads.pt": "ab" * 32},
+        "date": "2026-01-01 00:00 UTC",
+        "commit": "0123456789abcdef",
+        "uncommitted_changes": True,
+        "cpu": "Test CPU",
+        "cores": 2,
+        "memory_gb": 8.0,
+        "gpu": None,
+        "load_average": [1.0, 2.0, 3.0],
+        "torch": "9.9",
+        "monai": "1.6",
+        "python": "3.11",
+        "weights": {"diffugts_heads.pt": "ab" * 32},
     }
     stamp = summary.stamp(info, limit=2)
     summary.write_section(tmp_path, "misleading", stamp, "| table |\n")

@@ -55,8 +55,13 @@ def test_inference_workflow_writes_every_output_on_the_input_grid(tmp_path):
     before = _inputs_hash(tmp_path)
     out = tmp_path / "out"
     workflow = _workflow(
-        str(CONFIGS / "inference.json"), input_image=str(image), prompt="liver tumor", modality="CT", output_dir=str(out),
-        save_maps="all", **TINY,
+        str(CONFIGS / "inference.json"),
+        input_image=str(image),
+        prompt="liver tumor",
+        modality="CT",
+        output_dir=str(out),
+        save_maps="all",
+        **TINY,
     )
     workflow.run()
     workflow.finalize()

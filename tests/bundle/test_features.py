@@ -8,9 +8,7 @@ from scripts.foundation import PROFILES, build_vae
 def test_taps_give_full_half_and_quarter_resolution_with_profile_channels():
     vae = build_vae("mini")
     features = encode_with_features(vae, torch.rand(1, 1, 16, 16, 16))
-    assert [tuple(f.shape) for f in features.levels] == [
-        (1, c, s, s, s) for c, s in zip(PROFILES["mini"].feature_channels, (16, 8, 4))
-    ]
+    assert [tuple(f.shape) for f in features.levels] == [(1, c, s, s, s) for c, s in zip(PROFILES["mini"].feature_channels, (16, 8, 4))]
 
 
 def test_latent_equals_the_vae_encoder_mean():

@@ -20,9 +20,14 @@ def _inputs():
 
 def _run(unet, scheduler, latent, region, seed, **kwargs):
     return latent_inpaint(
-        unet, scheduler, latent, region,
-        spacing=torch.tensor([[150.0, 150.0, 150.0]]), class_labels=torch.tensor([1]),
-        num_steps=kwargs.pop("num_steps", 3), strength=kwargs.pop("strength", 0.8),
+        unet,
+        scheduler,
+        latent,
+        region,
+        spacing=torch.tensor([[150.0, 150.0, 150.0]]),
+        class_labels=torch.tensor([1]),
+        num_steps=kwargs.pop("num_steps", 3),
+        strength=kwargs.pop("strength", 0.8),
         generator=torch.Generator().manual_seed(seed),
     )
 

@@ -79,5 +79,6 @@ def test_the_host_is_the_lesions_organ_not_what_lies_around_it(scan):
 def test_an_empty_lesion_is_refused(scan):
     image, _, organs = scan
     with pytest.raises(ValueError, match="empty"):
-        inpainting_effect(_Foundation(None), image, torch.zeros(32, 32, 32, dtype=torch.bool), organs,
-                          spacing=torch.full((1, 3), 200.0), class_labels=torch.tensor([1]))
+        inpainting_effect(
+            _Foundation(None), image, torch.zeros(32, 32, 32, dtype=torch.bool), organs, spacing=torch.full((1, 3), 200.0), class_labels=torch.tensor([1])
+        )

@@ -1,6 +1,6 @@
 """The lesion laws of scripts.lesion_synthesis: contrast and size per organ, hosts, the transform."""
 
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 import pytest
@@ -30,7 +30,7 @@ def torso(seed):
     return build_torso(GRID, np.random.default_rng(seed))
 
 
-@lru_cache(maxsize=None)
+@cache
 def draws(finding):
     out = []
     for t in TORSOS:
@@ -95,7 +95,7 @@ def test_lung_nodules_are_soft_tissue_in_aerated_lung():
 
 def test_colon_masses_fill_the_lumen_with_soft_tissue():
     low, high = LESION_LAWS["colon tumor"].delta_hu
-    for anatomy, result in draws("colon tumor"):
+    for _anatomy, result in draws("colon tumor"):
         values = result.image[result.tumor_mask > 0]
         assert low - 20.0 <= values.mean() <= high + 20.0 and np.percentile(values, 5) > -60.0, values.mean()
 
@@ -120,7 +120,7 @@ def test_lesions_stay_in_their_host_or_grow_into_fat_only_where_the_law_allows(f
 
 def test_size_classes_order_the_lesion_volumes():
     volumes: dict[str, list[float]] = {}
-    for anatomy, result in draws("liver tumor"):
+    for _anatomy, result in draws("liver tumor"):
         for lesion in result.lesions:
             if result.size_class != "mix":
                 volumes.setdefault(lesion.size_class, []).append(lesion.volume_ml)
@@ -156,8 +156,9 @@ def test_the_same_seed_gives_the_same_lesions_and_inputs_are_untouched():
 def test_normalised_units_give_the_same_lesions_as_hu():
     anatomy = torso(1)
     hu = synthesize_lesions(anatomy.image, anatomy.labels, "lung tumor", GRID.spacing, np.random.default_rng(3))
-    scaled = synthesize_lesions(anatomy.image / 2000.0 + 0.5, anatomy.labels, "lung tumor", GRID.spacing, np.random.default_rng(3),
-                                units_per_hu=1 / 2000.0, zero_hu_value=0.5)
+    scaled = synthesize_lesions(
+        anatomy.image / 2000.0 + 0.5, anatomy.labels, "lung tumor", GRID.spacing, np.random.default_rng(3), units_per_hu=1 / 2000.0, zero_hu_value=0.5
+    )
     np.testing.assert_array_equal(hu.tumor_mask, scaled.tumor_mask)
     np.testing.assert_allclose((scaled.image - 0.5) * 2000.0, hu.image, atol=0.05)
 
@@ -189,8 +190,7 @@ def _item(anatomy, tumor=False):
 
 
 def test_the_transform_draws_a_seen_finding_into_a_healthy_item():
-    transform = RandLesionSynthesisd(("image", "label"), "organs", ["kidney tumor", "pancreas tumor"], units_per_hu=1 / 2000.0,
-                                     zero_hu_value=0.5, prob=1.0)
+    transform = RandLesionSynthesisd(("image", "label"), "organs", ["kidney tumor", "pancreas tumor"], units_per_hu=1 / 2000.0, zero_hu_value=0.5, prob=1.0)
     transform.set_random_state(seed=0)
     out = transform(_item(torso(2)))
     assert out["finding"] in ("kidney tumor", "pancreas tumor")

@@ -36,14 +36,24 @@ def test_training_sees_what_inference_sees_for_the_same_patch(pipeline, text_enc
     assert inferred["region_0"].any(), "the test needs a region to inpaint"
     # Training: the refiner's inputs, with the same networks, settings and diffusion seed.
     iteration = RefinerIteration(
-        pipeline.vae, pipeline.unet, pipeline.scheduler, pipeline.scale_factor, text_encoder,
-        num_steps=pipeline.config.num_steps, strength=pipeline.config.strength,
-        coarse_threshold=pipeline.config.coarse_threshold, coarse_dilation=pipeline.config.coarse_dilation,
+        pipeline.vae,
+        pipeline.unet,
+        pipeline.scheduler,
+        pipeline.scale_factor,
+        text_encoder,
+        num_steps=pipeline.config.num_steps,
+        strength=pipeline.config.strength,
+        coarse_threshold=pipeline.config.coarse_threshold,
+        coarse_dilation=pipeline.config.coarse_dilation,
         seed=pipeline.config.seed,
     )
     aova_map, pseudo_healthy, residuals = iteration.residual_inputs(
-        pipeline.heads, patch, embedding.embeddings, embedding.abnormal,
-        spacing_condition(spacing, 1, "cpu"), torch.tensor([modality_class_label(Modality.CT)]),
+        pipeline.heads,
+        patch,
+        embedding.embeddings,
+        embedding.abnormal,
+        spacing_condition(spacing, 1, "cpu"),
+        torch.tensor([modality_class_label(Modality.CT)]),
     )
     torch.testing.assert_close(aova_map.float(), inferred["aova_0"])
     torch.testing.assert_close(pseudo_healthy.float(), inferred["pseudo_healthy_0"])

@@ -45,8 +45,16 @@ def _stack(size=16, seed=0):
 
 
 def test_the_files_the_zoo_requires_and_its_conventions_name_are_there():
-    for name in ("LICENSE", "configs/metadata.json", "configs/inference.json", "docs/README.md",
-                 "docs/data_license.txt", "configs/multi_gpu_train.json", "configs/logging.conf", "large_files.yml"):
+    for name in (
+        "LICENSE",
+        "configs/metadata.json",
+        "configs/inference.json",
+        "docs/README.md",
+        "docs/data_license.txt",
+        "configs/multi_gpu_train.json",
+        "configs/logging.conf",
+        "large_files.yml",
+    ):
         assert (BUNDLE / name).is_file(), name
     assert "Apache License" in (BUNDLE / "LICENSE").read_text()
     assert "non-commercial" in (BUNDLE / "docs" / "data_license.txt").read_text().lower()
@@ -74,8 +82,7 @@ def test_the_network_def_is_the_pipelines_heads_and_its_forward_is_the_refiners_
 
 def test_ckpt_export_writes_torchscript_that_gives_the_networks_output(tmp_path):
     target = tmp_path / "network.ts"
-    ckpt_export(net_id="network_def", filepath=str(target), ckpt_file=str(HEADS_WEIGHTS), meta_file=META,
-                config_file=INFERENCE, bundle_root=str(BUNDLE))
+    ckpt_export(net_id="network_def", filepath=str(target), ckpt_file=str(HEADS_WEIGHTS), meta_file=META, config_file=INFERENCE, bundle_root=str(BUNDLE))
     exported = torch.jit.load(str(target))
     network = _network_def().eval()
     load_heads_weights(network, HEADS_WEIGHTS)
@@ -86,8 +93,9 @@ def test_ckpt_export_writes_torchscript_that_gives_the_networks_output(tmp_path)
 
 @pytest.mark.parametrize("workflow_type", ["infer", "inference"])
 def test_check_properties_finds_no_missing_inference_property(workflow_type):
-    workflow = ConfigWorkflow(config_file=INFERENCE, meta_file=META, logging_file=str(CONFIGS / "logging.conf"),
-                              workflow_type=workflow_type, bundle_root=str(BUNDLE))
+    workflow = ConfigWorkflow(
+        config_file=INFERENCE, meta_file=META, logging_file=str(CONFIGS / "logging.conf"), workflow_type=workflow_type, bundle_root=str(BUNDLE)
+    )
     workflow.initialize()
     assert workflow.check_properties() == []
 
@@ -118,7 +126,8 @@ def test_the_zoo_commands_pass_on_the_command_line(tmp_path):
         ["ckpt_export", "network_def", "--filepath", str(tmp_path / "network.ts"), "--ckpt_file", "models/mini/diffugts_heads.pt", *common],
     ]
     for command in commands:
-        result = subprocess.run([sys.executable, "-m", "monai.bundle", *command], cwd=BUNDLE, capture_output=True, text=True,
-                                timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        result = subprocess.run(
+            [sys.executable, "-m", "monai.bundle", *command], cwd=BUNDLE, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+        )
         assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert (tmp_path / "network.ts").is_file()

@@ -37,11 +37,15 @@ def _imported(result: subprocess.CompletedProcess) -> str:
 
 
 def test_importing_every_module_of_the_bundle_scripts_imports_no_holoscan():
-    code = WITHOUT_APP_SDK + REPORT_AT_EXIT + textwrap.dedent("""\
+    code = (
+        WITHOUT_APP_SDK
+        + REPORT_AT_EXIT
+        + textwrap.dedent("""\
         import importlib, pkgutil, scripts
         for module in pkgutil.walk_packages(scripts.__path__, "scripts."):
             importlib.import_module(module.name)
     """)
+    )
     assert _imported(_python(code)) == "IMPORTED []"
 
 
@@ -57,8 +61,11 @@ def test_a_bundle_command_imports_no_holoscan_where_monai_has_no_app_sdk():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the App SDK shares this .venv: `import monai` imports monai.deploy and so holoscan "
-                   "before any bundle code runs; it needs a fix in the environment (tools/setup.sh), not in the bundle")
+@pytest.mark.xfail(
+    strict=True,
+    reason="the App SDK shares this .venv: `import monai` imports monai.deploy and so holoscan "
+    "before any bundle code runs; it needs a fix in the environment (tools/setup.sh), not in the bundle",
+)
 def test_a_bundle_command_in_the_project_environment_imports_no_holoscan():
     result = _bundle_command("")
     assert _imported(result) == "IMPORTED []" and "holoscan" not in result.stderr

@@ -100,8 +100,15 @@ def test_the_bundle_logs_each_warning_and_writes_it_into_the_case_report(tmp_pat
     datalist.write_text(json.dumps({"test": entries}))
     out = tmp_path / "out"
     workflow = ConfigWorkflow(
-        config_file=str(CONFIGS / "inference.json"), meta_file=str(CONFIGS / "metadata.json"), workflow_type="infer",
-        bundle_root=str(BUNDLE), datalist=str(datalist), prompt="liver tumor", output_dir=str(out), num_steps=1, progress=False,
+        config_file=str(CONFIGS / "inference.json"),
+        meta_file=str(CONFIGS / "metadata.json"),
+        workflow_type="infer",
+        bundle_root=str(BUNDLE),
+        datalist=str(datalist),
+        prompt="liver tumor",
+        output_dir=str(out),
+        num_steps=1,
+        progress=False,
     )
     workflow.initialize()  # applies configs/logging.conf, which replaces the root's handlers
     logger = logging.getLogger("scripts.inference")

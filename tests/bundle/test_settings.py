@@ -25,8 +25,13 @@ def _image(folder: Path) -> Path:
 
 
 def _run(**override):
-    run(config_file=str(CONFIGS / "inference.json"), meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=str(CONFIGS / "logging.conf"), bundle_root=str(BUNDLE), **override)
+    run(
+        config_file=str(CONFIGS / "inference.json"),
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=str(CONFIGS / "logging.conf"),
+        bundle_root=str(BUNDLE),
+        **override,
+    )
 
 
 def test_every_setting_has_a_plain_default_in_every_user_config():
@@ -41,11 +46,14 @@ def test_every_setting_has_a_plain_default_in_every_user_config():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("text", [
-    "$__import__('pathlib').Path({marker!r}).touch() or 'liver tumor'",
-    "@bundle_root",
-    "$@bundle_root",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "$__import__('pathlib').Path({marker!r}).touch() or 'liver tumor'",
+        "@bundle_root",
+        "$@bundle_root",
+    ],
+)
 def test_a_prompt_is_text_never_code_nor_a_reference(tmp_path, text):
     marker = tmp_path / "executed"
     prompt = text.format(marker=str(marker))
@@ -60,8 +68,13 @@ def test_a_prompt_is_text_never_code_nor_a_reference(tmp_path, text):
 def test_a_numeric_setting_given_as_code_is_refused_as_a_value_not_run(tmp_path):
     marker = tmp_path / "executed"
     with pytest.raises(SystemExit) as stop:
-        _run(input_image=str(_image(tmp_path)), prompt="liver tumor", output_dir=str(tmp_path / "out"),
-             threshold=f"$__import__('pathlib').Path({str(marker)!r}).touch() or 0.5", **FAST)
+        _run(
+            input_image=str(_image(tmp_path)),
+            prompt="liver tumor",
+            output_dir=str(tmp_path / "out"),
+            threshold=f"$__import__('pathlib').Path({str(marker)!r}).touch() or 0.5",
+            **FAST,
+        )
     assert str(stop.value.code).startswith("error: threshold must be a number in (0, 1)")
     assert not marker.exists() and not (tmp_path / "out").exists()
 
@@ -74,11 +87,25 @@ def test_a_misspelt_setting_is_refused_with_the_nearest_name(tmp_path):
 
 
 def test_the_command_line_prints_one_line_for_a_misspelt_setting(tmp_path):
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / "inference.json"),
-               "--bundle_root", str(BUNDLE), "--input_image", str(tmp_path / "a.nii.gz"), "--prompt", "liver tumor",
-               "--strenght", "0.5"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                            env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    command = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(CONFIGS / "inference.json"),
+        "--bundle_root",
+        str(BUNDLE),
+        "--input_image",
+        str(tmp_path / "a.nii.gz"),
+        "--prompt",
+        "liver tumor",
+        "--strenght",
+        "0.5",
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == "error: unknown setting 'strenght'; did you mean 'strength'?"
@@ -88,8 +115,7 @@ def test_the_command_line_prints_one_line_for_a_misspelt_setting(tmp_path):
 def test_true_and_false_given_as_text_are_booleans(tmp_path):
     # The command line hands "--evaluate false" over as the text "false", which is truthy.
     out = tmp_path / "out"
-    _run(input_image=str(_image(tmp_path)), prompt="liver tumor", output_dir=str(out), evaluate="false", progress="False",
-         num_steps=1)
+    _run(input_image=str(_image(tmp_path)), prompt="liver tumor", output_dir=str(out), evaluate="false", progress="False", num_steps=1)
     assert sorted(p.name for p in out.iterdir()) == ["case_report.json", "case_seg.nii.gz"]  # no evaluation asked
 
 

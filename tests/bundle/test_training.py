@@ -63,8 +63,16 @@ def test_every_stage_trains_and_its_loss_falls(tiny_corpus, tmp_path):
     assert (tmp_path / "models" / "autoencoder.pt").is_file()
 
     cache = tmp_path / "latents"
-    losses = _run(["train.json", "train_diffusion.json"], tmp_path, datalist=foundation, iterations=12, learning_rate=2e-3, batch_size=3,
-                  latent_cache_root=str(cache), validation_handlers=[])
+    losses = _run(
+        ["train.json", "train_diffusion.json"],
+        tmp_path,
+        datalist=foundation,
+        iterations=12,
+        learning_rate=2e-3,
+        batch_size=3,
+        latent_cache_root=str(cache),
+        validation_handlers=[],
+    )
     assert _falls(losses, window=4), losses
     checkpoint = torch.load(tmp_path / "models" / "diffusion_unet.pt", weights_only=True)
     assert set(checkpoint) == {"unet_state_dict", "scale_factor"} and float(checkpoint["scale_factor"]) > 0
@@ -72,15 +80,25 @@ def test_every_stage_trains_and_its_loss_falls(tiny_corpus, tmp_path):
     (folder,) = cache.iterdir()
     cached = {p: p.stat().st_mtime_ns for p in folder.iterdir()}
     assert len(cached) == 3
-    _run(["train.json", "train_diffusion.json"], tmp_path / "again", datalist=foundation, iterations=2, batch_size=3,
-         latent_cache_root=str(cache), models_dir=str(tmp_path / "models"), validation_handlers=[])
+    _run(
+        ["train.json", "train_diffusion.json"],
+        tmp_path / "again",
+        datalist=foundation,
+        iterations=2,
+        batch_size=3,
+        latent_cache_root=str(cache),
+        models_dir=str(tmp_path / "models"),
+        validation_handlers=[],
+    )
     assert {p: p.stat().st_mtime_ns for p in folder.iterdir()} == cached
 
     losses = _run(["train.json", "train_aova.json"], tmp_path, datalist=heads, iterations=10, learning_rate=5e-3, misleading_rate=0.0)
     assert _falls(losses), losses
 
     before = torch.load(tmp_path / "models" / "diffugts_heads.pt", weights_only=True)
-    losses = _run(["train.json", "train_aova.json", "train_refiner.json"], tmp_path, datalist=heads, iterations=8, learning_rate=5e-3, misleading_rate=0.0, num_steps=1)
+    losses = _run(
+        ["train.json", "train_aova.json", "train_refiner.json"], tmp_path, datalist=heads, iterations=8, learning_rate=5e-3, misleading_rate=0.0, num_steps=1
+    )
     assert _falls(losses), losses
     after = torch.load(tmp_path / "models" / "diffugts_heads.pt", weights_only=True)
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("aova.")), "the AOVA head stays frozen"
@@ -103,17 +121,42 @@ def test_liver_and_brain_prompts_are_refused_in_training():
 def test_multi_process_override_runs_two_ranks_with_equal_weights(tiny_corpus, tmp_path):
     # Every rank saves its own copy here (the shipped override saves on rank 0 only).
     override = tmp_path / "save_every_rank.json"
-    override.write_text(json.dumps({
-        "output_weights": f"$os.path.join('{tmp_path}', 'vae_rank' + os.environ['RANK'] + '.pt')",
-        "run": ["$@trainer.run()", "$@save_weights()"],
-    }))
+    override.write_text(
+        json.dumps(
+            {
+                "output_weights": f"$os.path.join('{tmp_path}', 'vae_rank' + os.environ['RANK'] + '.pt')",
+                "run": ["$@trainer.run()", "$@save_weights()"],
+            }
+        )
+    )
     config_files = [str(CONFIGS / "train.json"), str(CONFIGS / "train_vae.json"), str(CONFIGS / "multi_gpu_train.json"), str(override)]
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-        "-m", "monai.bundle", "run", "--config_file", json.dumps(config_files), "--bundle_root", str(BUNDLE),
-        "--datalist", str(tiny_corpus / "foundation.json"), "--patch_size", "[32,32,32]", "--iterations", "3",
-        "--log_dir", str(tmp_path / "logs"), "--models_dir", str(tmp_path / "models"),
-        "--validation_handlers", "[]",  # the tiny folder has no foundation_validation list
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        json.dumps(config_files),
+        "--bundle_root",
+        str(BUNDLE),
+        "--datalist",
+        str(tiny_corpus / "foundation.json"),
+        "--patch_size",
+        "[32,32,32]",
+        "--iterations",
+        "3",
+        "--log_dir",
+        str(tmp_path / "logs"),
+        "--models_dir",
+        str(tmp_path / "models"),
+        "--validation_handlers",
+        "[]",  # the tiny folder has no foundation_validation list
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -161,8 +204,15 @@ def test_the_vae_stage_validates_its_gate_and_keeps_its_best_weights(tiny_corpus
         {"image": "brain.nii.gz", "organs": "val_ct_organs.nii.gz", "modality": "MR", "category": "healthy MR"},
     ]
     (tiny_corpus / "foundation_validation.json").write_text(json.dumps({"validation": validation}))
-    _run(["train.json", "train_vae.json"], tmp_path, datalist=tiny_corpus / "foundation.json", iterations=4, checkpoint_every=2,
-         val_interval=1, learning_rate=2e-3)
+    _run(
+        ["train.json", "train_vae.json"],
+        tmp_path,
+        datalist=tiny_corpus / "foundation.json",
+        iterations=4,
+        checkpoint_every=2,
+        val_interval=1,
+        learning_rate=2e-3,
+    )
     records = json.loads((tmp_path / "logs" / "vae_validation.json").read_text())["validation"]
     assert [r["iteration"] for r in records] == [2, 4]
     ct = records[-1]["per_modality"]["CT"]
@@ -222,11 +272,27 @@ def test_the_diffusion_stage_measures_its_inpainting_gate_and_keeps_its_best_wei
     organs = np.zeros((48, 48, 48), np.uint8)
     organs[8:40, 8:40, 8:40] = 7  # the kidney the tiny corpus's tumors sit in
     nib.save(nib.Nifti1Image(organs, np.diag([2.0, 2.0, 2.0, 1.0])), tiny_corpus / "kidney_organs.nii.gz")
-    validation = [{"image": "kidney1.nii.gz", "label": "kidney1_label.nii.gz", "organs": "kidney_organs.nii.gz",
-                   "modality": "CT", "category": "kidney tumor", "prompt": "kidney tumor"}]
+    validation = [
+        {
+            "image": "kidney1.nii.gz",
+            "label": "kidney1_label.nii.gz",
+            "organs": "kidney_organs.nii.gz",
+            "modality": "CT",
+            "category": "kidney tumor",
+            "prompt": "kidney tumor",
+        }
+    ]
     (tiny_corpus / "validation.json").write_text(json.dumps({"validation": validation}))
-    _run(["train.json", "train_diffusion.json"], tmp_path, datalist=tiny_corpus / "foundation.json", iterations=4, checkpoint_every=2,
-         val_interval=1, batch_size=3, latent_cache_root=str(tmp_path / "latents"))
+    _run(
+        ["train.json", "train_diffusion.json"],
+        tmp_path,
+        datalist=tiny_corpus / "foundation.json",
+        iterations=4,
+        checkpoint_every=2,
+        val_interval=1,
+        batch_size=3,
+        latent_cache_root=str(tmp_path / "latents"),
+    )
     records = json.loads((tmp_path / "logs" / "diffusion_validation.json").read_text())["validation"]
     assert [r["iteration"] for r in records] == [2, 4]
     assert set(records[-1]["per_category"]) == {"kidney tumor"} and records[-1]["cases"] == 1

@@ -17,12 +17,26 @@ def _trainer(tmp_path, max_epochs, seed=0):
     generator = torch.Generator().manual_seed(1)
     data = [{"image": torch.randn(1, 1, 8, 8, 8, generator=generator), "label": torch.rand(1, 1, 8, 8, 8, generator=generator)} for _ in range(3)]
     history = LossHistory(tmp_path / "toy_loss.json", "toy")
-    trainer = SupervisedTrainer(device=torch.device("cpu"), max_epochs=max_epochs, train_data_loader=data, network=network,
-                                optimizer=optimizer, loss_function=torch.nn.MSELoss(), epoch_length=3, train_handlers=[history])
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=max_epochs,
+        train_data_loader=data,
+        network=network,
+        optimizer=optimizer,
+        loss_function=torch.nn.MSELoss(),
+        epoch_length=3,
+        train_handlers=[history],
+    )
     resume = ResumeFromLatest(tmp_path / "checkpoints", "toy", {"network": network, "optimizer": optimizer, "trainer": trainer})
     resume.attach(trainer)
-    CheckpointSaver(save_dir=str(tmp_path / "checkpoints"), save_dict={"network": network, "optimizer": optimizer, "trainer": trainer},
-                    file_prefix="toy", save_interval=1, epoch_level=True, n_saved=1).attach(trainer)
+    CheckpointSaver(
+        save_dir=str(tmp_path / "checkpoints"),
+        save_dict={"network": network, "optimizer": optimizer, "trainer": trainer},
+        file_prefix="toy",
+        save_interval=1,
+        epoch_level=True,
+        n_saved=1,
+    ).attach(trainer)
     return trainer, network, resume
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from corpus_cases import real_volume_cached
+
 from corpus import FetchError, RealSource
 
 
@@ -27,8 +27,7 @@ def tiny_corpus(tmp_path_factory):
     from corpus.__main__ import main
 
     folder = tmp_path_factory.mktemp("corpus")
-    arguments = ["--output", str(folder), "--cases-per-category", "1", "--size", "32", "--ct-spacing", "8",
-                 "--mr-spacing", "6", "--quiet"]
+    arguments = ["--output", str(folder), "--cases-per-category", "1", "--size", "32", "--ct-spacing", "8", "--mr-spacing", "6", "--quiet"]
     try:
         for source in RealSource:
             real_volume_cached(source)

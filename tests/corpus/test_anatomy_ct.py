@@ -13,8 +13,17 @@ def torso():
 
 @pytest.mark.parametrize(
     ("label", "low", "high"),
-    [(L.BACKGROUND, -1001, -999), (L.FAT, -120, -80), (L.MUSCLE, 35, 65), (L.LUNG, -900, -700), (L.LIVER, 85, 135),
-     (L.SPLEEN, 95, 135), (L.KIDNEY, 110, 200), (L.PANCREAS, 75, 120), (L.BONE, 200, 700)],
+    [
+        (L.BACKGROUND, -1001, -999),
+        (L.FAT, -120, -80),
+        (L.MUSCLE, 35, 65),
+        (L.LUNG, -900, -700),
+        (L.LIVER, 85, 135),
+        (L.SPLEEN, 95, 135),
+        (L.KIDNEY, 110, 200),
+        (L.PANCREAS, 75, 120),
+        (L.BONE, 200, 700),
+    ],
 )
 def test_tissues_have_portal_venous_hounsfield_values(torso, label, low, high):
     values = torso.image[torso.labels == label]

@@ -68,8 +68,21 @@ def test_every_written_case_keeps_its_geometry_and_metadata(tiny_corpus):
 def test_a_second_build_reuses_the_cases_this_generator_version_wrote(tmp_path):
     from corpus.__main__ import main as corpus_main
 
-    arguments = ["--output", str(tmp_path), "--cases-per-category", "1", "--size", "32", "--ct-spacing", "8", "--mr-spacing", "6",
-                 "--quiet", "--no-real", "--no-montage"]
+    arguments = [
+        "--output",
+        str(tmp_path),
+        "--cases-per-category",
+        "1",
+        "--size",
+        "32",
+        "--ct-spacing",
+        "8",
+        "--mr-spacing",
+        "6",
+        "--quiet",
+        "--no-real",
+        "--no-montage",
+    ]
     assert corpus_main(arguments) == 0
     image = next((tmp_path / "images").glob("kidney_tumor_*.nii.gz"))
     before = image.stat().st_mtime_ns
@@ -81,7 +94,20 @@ def test_a_second_build_reuses_the_cases_this_generator_version_wrote(tmp_path):
     assert image.stat().st_mtime_ns != before
     # Another grid is another case: it is made anew.
     rewritten = image.stat().st_mtime_ns
-    other_grid = ["--output", str(tmp_path), "--cases-per-category", "1", "--size", "32", "--ct-spacing", "7", "--mr-spacing", "6",
-                  "--quiet", "--no-real", "--no-montage"]
+    other_grid = [
+        "--output",
+        str(tmp_path),
+        "--cases-per-category",
+        "1",
+        "--size",
+        "32",
+        "--ct-spacing",
+        "7",
+        "--mr-spacing",
+        "6",
+        "--quiet",
+        "--no-real",
+        "--no-montage",
+    ]
     assert corpus_main(other_grid) == 0
     assert image.stat().st_mtime_ns != rewritten

@@ -91,9 +91,17 @@ def test_lesion_sizes_span_five_millimetres_to_several_centimetres(torso):
 def test_ill_defined_margin_fades_into_the_organ_and_well_defined_does_not(torso):
     def halo(margin):
         inserted = insert_lesions(
-            torso, "liver tumor", np.random.default_rng(4), count=1,
-            attributes={"margin": margin, "intensity": "hypodense", "shape": "round", "texture": "homogeneous",
-                        "enhancement": "arterial hyperenhancement with washout"},
+            torso,
+            "liver tumor",
+            np.random.default_rng(4),
+            count=1,
+            attributes={
+                "margin": margin,
+                "intensity": "hypodense",
+                "shape": "round",
+                "texture": "homogeneous",
+                "enhancement": "arterial hyperenhancement with washout",
+            },
         )
         from scipy import ndimage
 

@@ -1,8 +1,8 @@
 import matplotlib.image
 import numpy as np
 import pytest
-
 from corpus_cases import small_case
+
 from corpus.montage import _display_axial, _display_coronal, panel_from_case, write_montage
 
 

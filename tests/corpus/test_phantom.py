@@ -1,8 +1,8 @@
 import nibabel as nib
 import numpy as np
 import pytest
-
 from corpus_cases import SMALL, small_case
+
 from corpus import Category, OrganLabel, generate_case, load_vocabulary
 from corpus.labels import host_labels
 from corpus.writer import write_case
@@ -92,10 +92,12 @@ def test_nifti_written_and_read_back_keeps_its_geometry(tmp_path):
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"category": "stomach tumor", "seed": 1}, "category must be one of"),
-     ({"category": "liver tumor", "seed": -1}, "seed"),
-     ({"category": "liver tumor", "seed": 1, "size": (8, 64, 64)}, "size"),
-     ({"category": "liver tumor", "seed": 1, "spacing": (2.0, -1.0, 2.0)}, "spacing")],
+    [
+        ({"category": "stomach tumor", "seed": 1}, "category must be one of"),
+        ({"category": "liver tumor", "seed": -1}, "seed"),
+        ({"category": "liver tumor", "seed": 1, "size": (8, 64, 64)}, "size"),
+        ({"category": "liver tumor", "seed": 1, "spacing": (2.0, -1.0, 2.0)}, "spacing"),
+    ],
 )
 def test_bad_arguments_raise_value_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -140,8 +142,14 @@ def test_supersample_is_validated():
 # Portal-venous CT, published means (HU): liver 100-130 with a local texture SD near 15 HU
 # (benchmark.md), spleen 110-130, kidney cortex 150-200 in the nephrographic phase, pancreas
 # 90-120, muscle 40-60, fat -120 to -80, aerated lung -900 to -700.
-_PUBLISHED_HU = {OrganLabel.LIVER: (95, 135), OrganLabel.SPLEEN: (95, 135), OrganLabel.PANCREAS: (75, 125),
-                 OrganLabel.MUSCLE: (30, 70), OrganLabel.FAT: (-125, -75), OrganLabel.LUNG: (-900, -650)}
+_PUBLISHED_HU = {
+    OrganLabel.LIVER: (95, 135),
+    OrganLabel.SPLEEN: (95, 135),
+    OrganLabel.PANCREAS: (75, 125),
+    OrganLabel.MUSCLE: (30, 70),
+    OrganLabel.FAT: (-125, -75),
+    OrganLabel.LUNG: (-900, -650),
+}
 
 
 def test_final_ct_intensities_match_published_portal_venous_values():

@@ -6,8 +6,8 @@ liver tumors), a tail of subtle ones, CT noise of 10 to 20 HU SD.
 
 import numpy as np
 import pytest
-
 from corpus_cases import medium_case
+
 from corpus import OrganLabel
 from corpus.quality import case_quality, estimate_noise_sd, measure_contrast, measure_noise_sd, robust_sd
 

@@ -8,8 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from corpus import ChecksumError, OrganLabel, RealSource, fetch, generate_hosted_case
-from corpus import real_anatomy
+from corpus import ChecksumError, OrganLabel, RealSource, fetch, generate_hosted_case, real_anatomy
 from corpus.labels import host_labels
 from corpus.quality import measure_contrast
 from corpus.real_anatomy import host_anatomy, load_dicom_series, read_nrrd
@@ -136,7 +135,7 @@ def test_synthetic_lung_tumors_stay_in_the_real_lungs(real_volume):
         assert (case.organ_labels[tumor] == OrganLabel.LUNG).all()
         assert case.image[tumor].mean() > -500  # soft tissue or ground glass against air
         far = np.ones_like(tumor)
-        far[tumor.nonzero()[0].min() - 3:tumor.nonzero()[0].max() + 4] = False
+        far[tumor.nonzero()[0].min() - 3 : tumor.nonzero()[0].max() + 4] = False
         assert np.array_equal(case.image[far], volume.image[far])  # the host is untouched away from lesions
 
 

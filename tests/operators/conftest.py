@@ -13,11 +13,12 @@ os.environ.setdefault("HOLOSCAN_LOG_LEVEL", "CRITICAL")
 warnings.filterwarnings("ignore", message="Current stack size", category=RuntimeWarning)
 
 from monai.deploy.core import Fragment  # noqa: E402
-
-from operators import AppConfig, DiffuGTSOperator, resolve_weights  # noqa: E402
 from operator_helpers import PROMPTS, load_selection  # noqa: E402
+
 from corpus.phantom import generate_case  # noqa: E402
+from operators import AppConfig, DiffuGTSOperator, resolve_weights  # noqa: E402
 from tools.demo import write_ct_series  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def fragment():

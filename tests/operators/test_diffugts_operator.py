@@ -17,9 +17,9 @@ def test_without_models_path_the_embedded_default_is_used(tmp_path):
         assert choice.folder in (EMBEDDED_MODELS, None)
 
 
-def _weights_folder(folder, names=WEIGHT_FILES.values()):
+def _weights_folder(folder, names=None):
     folder.mkdir(parents=True)
-    for name in names:
+    for name in WEIGHT_FILES.values() if names is None else names:
         (folder / name).write_bytes(b"")
     return folder
 
@@ -70,9 +70,7 @@ def test_source_slices_are_in_volume_order(segmentation_run):
 def test_operator_output_is_the_pipeline_output(fragment, phantom_ct, diffugts_operator, segmentation_run):
     selection, image = load_selection(fragment, phantom_ct.folder)
     volume = image.asnumpy().astype(np.float32)
-    direct = diffugts_operator.pipeline.segment(
-        slices_to_xyz(volume), affine=segmentation_run.affine, modality="CT", prompts=list(PROMPTS)
-    )
+    direct = diffugts_operator.pipeline.segment(slices_to_xyz(volume), affine=segmentation_run.affine, modality="CT", prompts=list(PROMPTS))
     for expected, result in zip(direct.results, segmentation_run.results):
         np.testing.assert_array_equal(expected.mask, result.mask)
         np.testing.assert_array_equal(expected.aova_map, result.aova_map)

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from operator_helpers import loaded_series
 from PIL import Image
-from scripts import Modality, SegmentationResult
-from scripts.text import PromptSet
 
 from operators import SegmentationRun
 from operators.html_report import HTML_REPORT_FILE_NAME, RESEARCH_WARNING, build_html_report, write_html_report
 from operators.report_operator import display_window, package_versions
 from operators.sr_writer import run_lesions
 from operators.volume_geometry import slices_to_xyz
+from scripts import Modality, SegmentationResult
+from scripts.text import PromptSet
 
 CHROMIUM = "/usr/bin/chromium"
 CUBE = (slice(5, 10), slice(6, 11), slice(10, 15))  # (x, y, z): slices 11 to 15 (1-based)
@@ -44,19 +44,33 @@ def run(fragment, phantom_ct):
     results = [
         SegmentationResult(
             prompt=PromptSet(prompt="liver tumor", finding="liver tumor", organ="liver", abnormal=(), normal=()),
-            mask=mask, probability=rng.random(xyz.shape).astype(np.float32), aova_map=rng.random(xyz.shape).astype(np.float32),
-            pseudo_healthy=healthy, tumor_volume_ml=float(mask.sum()) * 8 / 1000,
+            mask=mask,
+            probability=rng.random(xyz.shape).astype(np.float32),
+            aova_map=rng.random(xyz.shape).astype(np.float32),
+            pseudo_healthy=healthy,
+            tumor_volume_ml=float(mask.sum()) * 8 / 1000,
         ),
         SegmentationResult(
             prompt=PromptSet(prompt="bright <b>round</b> blob", finding=None, organ=None, abnormal=(), normal=()),
-            mask=np.zeros(xyz.shape, np.uint8), probability=np.zeros(xyz.shape, np.float32),
-            aova_map=np.zeros(xyz.shape, np.float32), pseudo_healthy=xyz.copy(), tumor_volume_ml=0.0,
+            mask=np.zeros(xyz.shape, np.uint8),
+            probability=np.zeros(xyz.shape, np.float32),
+            aova_map=np.zeros(xyz.shape, np.float32),
+            pseudo_healthy=xyz.copy(),
+            tumor_volume_ml=0.0,
         ),
     ]
     return SegmentationRun(
-        study_selected_series=selection, source_datasets=datasets, modality=Modality.CT, volume=volume, affine=affine,
-        results=results, profile="mini", weights={"autoencoder": "autoencoder.pt sha256:" + "ab" * 32},
-        weights_source="embedded default", pipeline_config={"num_steps": 1, "seed": 0}, seconds=1.5,
+        study_selected_series=selection,
+        source_datasets=datasets,
+        modality=Modality.CT,
+        volume=volume,
+        affine=affine,
+        results=results,
+        profile="mini",
+        weights={"autoencoder": "autoencoder.pt sha256:" + "ab" * 32},
+        weights_source="embedded default",
+        pipeline_config={"num_steps": 1, "seed": 0},
+        seconds=1.5,
     )
 
 
@@ -96,7 +110,7 @@ class _Rows(HTMLParser):
 
 def _lesion_rows(document: str) -> list:
     parser = _Rows()
-    parser.feed(document[document.index('<table id="lesions">'):document.index("</table>")])
+    parser.feed(document[document.index('<table id="lesions">') : document.index("</table>")])
     return [row for row in parser.rows if "lesion" in row[0].get("class", "").split()]
 
 
@@ -143,9 +157,7 @@ def test_the_lesion_table_is_the_measurements(run, report):
 
 
 def test_a_run_without_maps_disables_their_buttons(run):
-    bare = SegmentationRun(**{**run.__dict__, "results": [
-        SegmentationResult(**{**r.__dict__, "aova_map": None, "pseudo_healthy": None}) for r in run.results
-    ]})
+    bare = SegmentationRun(**{**run.__dict__, "results": [SegmentationResult(**{**r.__dict__, "aova_map": None, "pseudo_healthy": None}) for r in run.results]})
     document = build_html_report(bare, window=(-160, 240), versions={})
     assert 'id="show-aova" disabled' in document and 'id="show-healthy" disabled' in document
     assert _data(document)["aova"] == [None, None]
@@ -158,10 +170,21 @@ def _chromium(tmp_path, url, *arguments):
     if not shutil.which(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (tools/apt-packages.txt) to render the report")
     command = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1200,900", "--virtual-time-budget=3000",
-        *arguments, url,
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1200,900",
+        "--virtual-time-budget=3000",
+        *arguments,
+        url,
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -199,10 +222,16 @@ def test_chromium_shows_the_slice_the_outline_and_the_table_and_steps(run, repor
     # A click on the ball's row, then the Down arrow: a copy of the page does both when loaded.
     ball = next(a for a, _ in _lesion_rows(dom) if a["data-slice"] != "13")
     acted = tmp_path / "acted.html"
-    acted.write_text(report.read_text(encoding="utf-8").replace("</body>", """<script>
-document.querySelector('tr.lesion[data-slice="%s"]').click();
+    acted.write_text(
+        report.read_text(encoding="utf-8").replace(
+            "</body>",
+            """<script>
+document.querySelector('tr.lesion[data-slice="SLICE"]').click();
 document.dispatchEvent(new KeyboardEvent('keydown', {key: 'ArrowDown'}));
-</script></body>""" % ball["data-slice"]), encoding="utf-8")
+</script></body>""".replace("SLICE", ball["data-slice"]),
+        ),
+        encoding="utf-8",
+    )
     dom = _chromium(tmp_path, f"{acted.as_uri()}#slice=13", "--dump-dom")
     assert _shown(dom)["scan"] == [data["scan"][int(ball["data-slice"])]]  # the ball's slice, then the next
     assert f"slice {int(ball['data-slice']) + 1} / 24" in dom
@@ -216,6 +245,6 @@ document.dispatchEvent(new KeyboardEvent('keydown', {key: 'ArrowDown'}));
     red = (pixels[..., 0] > 200) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)
     assert red.sum() > 20
     # The three panels side by side (left, middle, right thirds): the AOVA map colours the middle.
-    panels = [pixels[400:, i * 400:(i + 1) * 400] for i in range(3)]
+    panels = [pixels[400:, i * 400 : (i + 1) * 400] for i in range(3)]
     colour = [float(np.mean(np.ptp(panel, axis=-1))) for panel in panels]  # 0 for grey
     assert colour[1] > 3 * max(colour[0], colour[2], 1.0)

@@ -47,9 +47,7 @@ def test_display_window_is_soft_tissue_for_ct_and_percentiles_for_mr():
 def test_report_files_are_written_whole(report):
     folder, _, montage, _ = report
     assert montage == folder / MONTAGE_FILE_NAME
-    assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [HTML_REPORT_FILE_NAME, MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME, "diffugts_seg.dcm"]
-    )
+    assert sorted(p.name for p in folder.iterdir()) == sorted([HTML_REPORT_FILE_NAME, MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME, "diffugts_seg.dcm"])
 
 
 def test_montage_has_two_rows_per_prompt(report, fast_config):

@@ -170,7 +170,9 @@ def _ohif_packages() -> str | None:
     return str(found[0].parent) if found and shutil.which("node") else None
 
 
-@pytest.mark.skipif(_ohif_packages() is None, reason="node or @cornerstonejs/adapters missing (npm install --prefix .cache/npm @cornerstonejs/adapters@5.14.0 @babel/runtime)")
+@pytest.mark.skipif(
+    _ohif_packages() is None, reason="node or @cornerstonejs/adapters missing (npm install --prefix .cache/npm @cornerstonejs/adapters@5.14.0 @babel/runtime)"
+)
 @pytest.mark.parametrize("by", ["uid", "geometry"])
 def test_ohifs_loader_puts_every_frame_on_its_source_slice(fragment, segmentation_run, tmp_path, by):
     import base64
@@ -186,8 +188,13 @@ def test_ohifs_loader_puts_every_frame_on_its_source_slice(fragment, segmentatio
     sources = [str(ds.filename) for ds in run.source_datasets]
     script = Path(__file__).with_name("ohif_seg_loader.mjs").read_text()
     result = subprocess.run(
-        ["node", "--input-type=module", "-", by, str(seg_path), *sources], input=script, cwd=_ohif_packages(),
-        capture_output=True, text=True, timeout=120, check=False,
+        ["node", "--input-type=module", "-", by, str(seg_path), *sources],
+        input=script,
+        cwd=_ohif_packages(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     loaded = json.loads(result.stdout)

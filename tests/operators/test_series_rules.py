@@ -82,10 +82,12 @@ def test_too_few_slices_gives_a_reason_per_series(fragment, tmp_path):
 
 
 def test_every_condition_a_series_fails_of_the_nearest_rule_is_named(fragment, phantom_ct, tmp_path):
-    rules = {"selections": [
-        {"name": "MR only", "conditions": {"Modality": "MR", "SeriesDescription": "(?i)t1", "BodyPartExamined": "HEAD"}},
-        {"name": "arterial CT", "conditions": {"Modality": "CT", "SeriesDescription": "(?i)arterial"}},
-    ]}
+    rules = {
+        "selections": [
+            {"name": "MR only", "conditions": {"Modality": "MR", "SeriesDescription": "(?i)t1", "BodyPartExamined": "HEAD"}},
+            {"name": "arterial CT", "conditions": {"Modality": "CT", "SeriesDescription": "(?i)arterial"}},
+        ]
+    }
     path = tmp_path / "rules.json"
     path.write_text(json.dumps(rules))
     with pytest.raises(ValueError) as error:

@@ -11,9 +11,6 @@ import pytest
 from operator_helpers import loaded_series
 from pydicom import dcmread
 from pydicom.sr.codedict import codes
-from scripts import Modality, SegmentationResult
-from scripts.lesion_measurements import measure_lesions
-from scripts.text import PromptSet
 from test_seg_writer import dciodvfy_errors
 
 from operators import SegmentationRun
@@ -29,6 +26,9 @@ from operators.sr_writer import (
     run_lesions,
 )
 from operators.volume_geometry import series_affine, slices_to_xyz
+from scripts import Modality, SegmentationResult
+from scripts.lesion_measurements import measure_lesions
+from scripts.text import PromptSet
 
 #: (prompt index, centre voxel (x, y, z), radius in voxels).
 BALLS = [(0, (10, 12, 8), 4), (0, (28, 26, 15), 2), (1, (20, 30, 6), 3)]
@@ -62,16 +62,26 @@ def known_run(fragment, phantom_ct):
     ]
     results = [
         SegmentationResult(
-            prompt=p, mask=m.astype(np.uint8), probability=rng.random(shape).astype(np.float32),
-            aova_map=rng.random(shape).astype(np.float32), pseudo_healthy=None,
+            prompt=p,
+            mask=m.astype(np.uint8),
+            probability=rng.random(shape).astype(np.float32),
+            aova_map=rng.random(shape).astype(np.float32),
+            pseudo_healthy=None,
             tumor_volume_ml=float(m.sum()) * abs(np.linalg.det(affine[:3, :3])) / 1000,
         )
         for p, m in zip(prompts, masks)
     ]
     return SegmentationRun(
-        study_selected_series=selection, source_datasets=datasets, modality=Modality.CT, volume=volume, affine=affine,
-        results=results, profile="mini", weights={"autoencoder": "sha256:0", "diffusion_unet": "sha256:1"},
-        weights_source="test", pipeline_config={"num_steps": 1, "seed": 0, "threshold": 0.5},
+        study_selected_series=selection,
+        source_datasets=datasets,
+        modality=Modality.CT,
+        volume=volume,
+        affine=affine,
+        results=results,
+        profile="mini",
+        weights={"autoencoder": "sha256:0", "diffusion_unet": "sha256:1"},
+        weights_source="test",
+        pipeline_config={"num_steps": 1, "seed": 0, "threshold": 0.5},
     )
 
 
@@ -128,10 +138,11 @@ def test_one_group_per_known_lesion_with_matching_measurements(written, known_ru
         assert _value(group, AOVA_CODE, codes.SCT.Mean).value == pytest.approx(lesion.aova_mean, abs=1e-4)
         assert _value(group, PROBABILITY_CODE, codes.SCT.Mean).value == pytest.approx(lesion.probability_mean, abs=1e-4)
         # Against the known ball: volume, long axis within a voxel, centroid in LPS.
-        (_, centre, radius), = [b for b in BALLS if b[0] == number - 1 and np.allclose(
-            _centre_lps(known_run.source_datasets, b[1]), lesion.centroid_lps_mm, atol=0.5)]
+        ((_, centre, radius),) = [
+            b for b in BALLS if b[0] == number - 1 and np.allclose(_centre_lps(known_run.source_datasets, b[1]), lesion.centroid_lps_mm, atol=0.5)
+        ]
         ball_voxels = int(_ball(known_run.results[0].mask.shape, centre, radius).sum())
-        assert volume.value == pytest.approx(ball_voxels * voxel ** 3 / 1000, rel=1e-3)
+        assert volume.value == pytest.approx(ball_voxels * voxel**3 / 1000, rel=1e-3)
         assert abs(long_axis.value - (2 * radius + 1) * voxel) <= voxel
         point = _centroid(group)
         assert point.GraphicType == "POINT" and point.ValueType == "SCOORD3D"
@@ -176,8 +187,12 @@ def test_each_group_references_its_segment_and_the_source_series(written, known_
     assert blob and all(g.finding_type == codes.SCT.Lesion for g in blob)
     # Evidence: the SEG and every source slice, in the source's study.
     assert sr.StudyInstanceUID == seg.StudyInstanceUID
-    evidence = {i.ReferencedSOPInstanceUID for s in sr.CurrentRequestedProcedureEvidenceSequence
-                for series in s.ReferencedSeriesSequence for i in series.ReferencedSOPSequence}
+    evidence = {
+        i.ReferencedSOPInstanceUID
+        for s in sr.CurrentRequestedProcedureEvidenceSequence
+        for series in s.ReferencedSeriesSequence
+        for i in series.ReferencedSOPSequence
+    }
     assert evidence == {seg.SOPInstanceUID, *(ds.SOPInstanceUID for ds in known_run.source_datasets)}
 
 
@@ -196,6 +211,7 @@ def test_report_identifies_the_algorithm_the_device_and_research_use(written):
 
 def test_empty_masks_give_a_valid_report_with_a_zero_volume_per_segment(fragment, known_run, tmp_path):
     import dataclasses
+
     results = [dataclasses.replace(r, mask=np.zeros_like(r.mask)) for r in known_run.results]
     run = dataclasses.replace(known_run, results=results)
     seg_path = DiffuGTSSegWriterOperator(fragment, output_folder=tmp_path, name="empty_sr_seg").write(run)
@@ -211,6 +227,7 @@ def test_empty_masks_give_a_valid_report_with_a_zero_volume_per_segment(fragment
 
 def test_mr_intensity_is_a_unitless_signal_intensity(written, known_run, tmp_path):
     import dataclasses
+
     seg = dcmread(written[0], stop_before_pixels=True)
     sr = build_measurement_report(dataclasses.replace(known_run, modality=Modality.MR), seg, known_run.source_datasets)
     sr.save_as(tmp_path / "mr_sr.dcm", enforce_file_format=True)

@@ -56,9 +56,7 @@ def test_volume_and_affine_agree_with_highdicom(fragment, written_series, tmp_pa
     selection, sdk_image = load_selection(fragment, tmp_path)
     datasets = [i.get_native_sop_instance() for i in selection[0].selected_series[0].series.get_sop_instances()]
     reference = hd.get_volume_from_series(datasets, dtype=np.float32)
-    assert_same_image(
-        slices_to_xyz(sdk_image.asnumpy()), series_affine(datasets), reference.array, LPS_TO_RAS @ reference.affine
-    )
+    assert_same_image(slices_to_xyz(sdk_image.asnumpy()), series_affine(datasets), reference.array, LPS_TO_RAS @ reference.affine)
 
 
 def test_lps_and_ras_affines_differ_by_the_axis_flip(phantom_ct):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import highdicom as hd
 import nibabel as nib
@@ -23,8 +23,8 @@ import pydicom
 import torch
 from pydicom.encaps import encapsulate
 from pydicom.fileset import FileSet
-
 from runners import Invocation
+
 from tools.demo import write_ct_series
 
 OK = "ok"
@@ -54,8 +54,15 @@ class BadInput:
 
 def _app(src: Sources, tmp: Path, folder: Path, *, runner="app", names=(), app_args=(), env=None, inputs=(), marker=None, check=None) -> Invocation:
     return Invocation(
-        runner=runner, output=tmp / "out", input_folder=folder, inputs=[folder, src.app_config, *inputs], names=names,
-        app_args=app_args, env={"DIFFUGTS_APP_CONFIG": str(src.app_config), **(env or {})}, marker=marker, check=check,
+        runner=runner,
+        output=tmp / "out",
+        input_folder=folder,
+        inputs=[folder, src.app_config, *inputs],
+        names=names,
+        app_args=app_args,
+        env={"DIFFUGTS_APP_CONFIG": str(src.app_config), **(env or {})},
+        marker=marker,
+        check=check,
     )
 
 
@@ -64,8 +71,13 @@ def _bundle(tmp: Path, image: Path | None, *, runner="bundle", names=(), inputs=
     if image is not None:
         bundle_args["input_image"] = str(image)
     return Invocation(
-        runner=runner, output=output or tmp / "out", inputs=[p for p in (image, *inputs) if p is not None],
-        names=names, bundle_args=bundle_args, marker=marker, check=check,
+        runner=runner,
+        output=output or tmp / "out",
+        inputs=[p for p in (image, *inputs) if p is not None],
+        names=names,
+        bundle_args=bundle_args,
+        marker=marker,
+        check=check,
     )
 
 
@@ -238,9 +250,7 @@ def enhanced_multi_frame(src, tmp):
     folder = tmp / "input"
     folder.mkdir()
     slices = [pydicom.dcmread(path) for path in sorted(src.series.glob("*.dcm"))]
-    enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(
-        slices, series_instance_uid=hd.UID(), series_number=2, sop_instance_uid=hd.UID(), instance_number=1
-    )
+    enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(slices, series_instance_uid=hd.UID(), series_number=2, sop_instance_uid=hd.UID(), instance_number=1)
     enhanced.save_as(folder / "enhanced_ct.dcm")
     return _app(src, tmp, folder, names=["enhanced_ct.dcm"])
 
@@ -815,6 +825,7 @@ def misspelt_setting(src, tmp, runner="bundle"):
 
 def nifti_header(name, edit):
     """A NIfTI of the phantom whose header ``edit(header)`` changes (sform, qform ...)."""
+
     def build(src, tmp):
         header = nib.Nifti1Image(src.image, src.affine).header.copy()
         edit(header)

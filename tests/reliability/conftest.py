@@ -12,6 +12,7 @@ os.environ.setdefault("HOLOSCAN_LOG_LEVEL", "CRITICAL")
 warnings.filterwarnings("ignore", message="Current stack size", category=RuntimeWarning)
 
 from bad_inputs import Sources  # noqa: E402
+
 from corpus.phantom import generate_case  # noqa: E402
 from tools.demo import write_ct_series  # noqa: E402
 

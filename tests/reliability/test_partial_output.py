@@ -27,7 +27,10 @@ def test_a_disk_that_fills_up_after_the_seg_leaves_nothing_behind(sources, tmp_p
     output.mkdir()
     (output / "earlier_run_notes.txt").write_text("kept")  # not this run's: left alone
     invocation = Invocation(
-        runner="app", output=output, input_folder=sources.series, inputs=[sources.series],
+        runner="app",
+        output=output,
+        input_folder=sources.series,
+        inputs=[sources.series],
         env={"DIFFUGTS_APP_CONFIG": str(sources.app_config)},
     )
     before = sha256_tree(invocation.inputs)
@@ -132,8 +135,24 @@ def _datalist(folder: Path, count: int = 3) -> Path:
 
 
 def _bundle_command(datalist: Path, output: Path):
-    return [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / "inference.json"), "--bundle_root",
-            str(BUNDLE), "--datalist", str(datalist), "--prompt", "liver tumor", "--output_dir", str(output), "--progress", "False"]
+    return [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(CONFIGS / "inference.json"),
+        "--bundle_root",
+        str(BUNDLE),
+        "--datalist",
+        str(datalist),
+        "--prompt",
+        "liver tumor",
+        "--output_dir",
+        str(output),
+        "--progress",
+        "False",
+    ]
 
 
 @pytest.mark.slow
@@ -157,7 +176,6 @@ def test_a_signal_after_the_first_case_of_a_datalist_leaves_no_case_behind(tmp_p
 @pytest.mark.slow
 def test_a_disk_that_fills_up_while_the_bundle_writes_leaves_nothing_behind(sources, tmp_path, monkeypatch):
     import nibabel
-
     from runners import run_bundle
 
     def disk_full(*args, **kwargs):
@@ -167,8 +185,7 @@ def test_a_disk_that_fills_up_while_the_bundle_writes_leaves_nothing_behind(sour
     nibabel.save(nibabel.Nifti1Image(sources.image, sources.affine), image)
     monkeypatch.setattr(nibabel, "save", disk_full)  # the mask is the first file written
     output = tmp_path / "out"
-    invocation = Invocation(runner="bundle", output=output, inputs=[image],
-                            bundle_args={"input_image": str(image), "prompt": "liver tumor"})
+    invocation = Invocation(runner="bundle", output=output, inputs=[image], bundle_args={"input_image": str(image), "prompt": "liver tumor"})
     before = sha256_tree(invocation.inputs)
 
     outcome = run_bundle(invocation)
