@@ -36,4 +36,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except OSError as error:
         raise UserError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
-        partial.unlink(missing_ok=True)
+        # NotADirectoryError too: when the parent is a file the partial never existed.
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            partial.unlink()
