@@ -51,7 +51,7 @@ from scripts.foundation import get_profile  # noqa: E402
 from scripts.metrics import dice_score, false_positive_volume_ml, normalized_surface_dice  # noqa: E402
 from scripts.preprocessing import Modality, VolumeGeometry, as_volume, intensity_window, normalize_intensity  # noqa: E402
 
-__all__ = ["METHOD", "DEFAULT_WEIGHTS", "train", "build_network", "evaluate", "summarize"]
+__all__ = ["METHOD", "DEFAULT_WEIGHTS", "train", "build_network", "decision_threshold", "choose_threshold", "best_threshold", "evaluate", "summarize"]
 
 METHOD = "baseline_unet"
 CONFIGS = [ROOT / "bundle/configs/train.json", ROOT / "bundle/configs/train_baseline.json"]
@@ -122,41 +122,83 @@ def build_network(weights: Path, device: torch.device) -> torch.nn.Module:
 
 
 def decision_threshold() -> float:
-    """The probability above which a voxel is tumor: the training configs' ``threshold``, the one
-    their validation used (derived from the loss's positive weight, not tuned on any split)."""
+    """The training configs' ``threshold``: the cut their validation passes use to keep the best
+    weights (a benchmark may choose its own on the validation split: :func:`choose_threshold`)."""
     return float(_training_configs().get_parsed_content("threshold"))
 
 
 @torch.no_grad()
-def _predict(network: torch.nn.Module, volume, modality: Modality, profile, device, threshold: float) -> np.ndarray:
-    """Tumor mask on the input grid, through the pipeline's own preprocessing and its inverse."""
+def _probability(network: torch.nn.Module, volume, modality: Modality, profile, device) -> np.ndarray:
+    """Tumor probability on the input grid, through the pipeline's own preprocessing and its inverse."""
     geometry = VolumeGeometry(working_spacing=profile.working_spacing.get(modality), divisor=profile.divisor)
     working = geometry(normalize_intensity(volume, intensity_window(volume, modality)))
     inferer = SlidingWindowInferer(roi_size=PATCH, sw_batch_size=1, overlap=0.25, mode="gaussian")
     probability = torch.sigmoid(inferer(working.as_tensor()[None].to(device), network))[0].cpu()
-    return (geometry.invert(probability, working)[0] > threshold).numpy()
+    return geometry.invert(probability, working)[0].numpy()
 
 
-def evaluate(datalist: dict[str, Any], weights: Path, output: Path, nsd_tolerance_mm: float = 2.0) -> dict[str, Any]:
-    """DSC, NSD and false-positive mL per case and category; written to ``output`` and returned."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    network, threshold = build_network(weights, device), decision_threshold()
-    profile = get_profile("mini")  # the same working grid as the embedded default
+def _cases(datalist: dict[str, Any], key: str):
+    """(entry, volume, reference mask) per case of ``datalist[key]``."""
     loader = LoadImage(image_only=True)
-    predictions: dict[str, np.ndarray] = {}  # prompt-agnostic: one prediction per image
-    per_case = []
-    for entry in datalist["test"]:
-        start = time.perf_counter()
+    for entry in datalist[key]:
         volume = as_volume(loader(entry["image"]))
-        modality = Modality.parse(entry.get("modality", "CT"))
-        if entry["image"] not in predictions:
-            predictions[entry["image"]] = _predict(network, volume, modality, profile, device, threshold)
-        prediction = predictions[entry["image"]]
-        spacing = tuple(float(s) for s in np.linalg.norm(volume.affine.numpy()[:3, :3], axis=0))
-        if entry.get("expect_empty"):
-            reference = np.zeros(prediction.shape, bool)
+        if entry.get("expect_empty") or not entry.get("label"):
+            reference = np.zeros(tuple(volume.shape[-3:]), bool)
         else:
             reference = np.asarray(nib.load(entry["label"]).dataobj) > 0  # as the bundle reads labels
+        yield entry, volume, reference
+
+
+def choose_threshold(
+    datalist: dict[str, Any],
+    weights: Path,
+    categories: tuple[str, ...],
+    key: str = "validation",
+    candidates: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+) -> dict[str, Any]:
+    """The probability cut with the highest mean of per-category mean DSC on ``datalist[key]`` (the
+    validation split: thresholds are chosen there, never on a test split)."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    network, profile = build_network(weights, device), get_profile("mini")
+    cases = (
+        (entry["category"], _probability(network, volume, Modality.parse(entry.get("modality", "CT")), profile, device), reference)
+        for entry, volume, reference in _cases(datalist, key)
+        if entry["category"] in categories
+    )
+    return {**best_threshold(cases, candidates), "split": key}
+
+
+def best_threshold(cases, candidates: tuple[float, ...]) -> dict[str, Any]:
+    """From ``(category, probability, reference)`` triples: the candidate cut with the highest mean
+    of per-category mean DSC (ties go to the cut nearest 0.5), the mean at every candidate, and
+    the number of cases."""
+    scores: dict[float, dict[str, list[float]]] = {t: {} for t in candidates}
+    count = 0
+    for category, probability, reference in cases:
+        count += 1
+        for threshold in candidates:
+            scores[threshold].setdefault(category, []).append(dice_score(probability > threshold, reference))
+    means = {t: float(np.mean([np.mean(v) for v in per.values()])) if per else 0.0 for t, per in scores.items()}
+    best = max(candidates, key=lambda t: (means[t], -abs(t - 0.5)))
+    return {"threshold": best, "mean_dsc_by_threshold": {f"{t:g}": round(m, 4) for t, m in means.items()}, "cases": count}
+
+
+def evaluate(datalist: dict[str, Any], weights: Path, output: Path, nsd_tolerance_mm: float = 2.0, threshold: float | None = None) -> dict[str, Any]:
+    """DSC, NSD and false-positive mL per case and category; written to ``output`` and returned.
+    ``threshold``: the probability cut, by default the training configs' (:func:`decision_threshold`)."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    network = build_network(weights, device)
+    threshold = decision_threshold() if threshold is None else float(threshold)
+    profile = get_profile("mini")  # the same working grid as the embedded default
+    predictions: dict[str, np.ndarray] = {}  # prompt-agnostic: one prediction per image
+    per_case = []
+    for entry, volume, reference in _cases(datalist, "test"):
+        start = time.perf_counter()
+        modality = Modality.parse(entry.get("modality", "CT"))
+        if entry["image"] not in predictions:
+            predictions[entry["image"]] = _probability(network, volume, modality, profile, device) > threshold
+        prediction = predictions[entry["image"]]
+        spacing = tuple(float(s) for s in np.linalg.norm(volume.affine.numpy()[:3, :3], axis=0))
         per_case.append(
             {
                 "case": Path(entry["image"]).name,

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .baseline_unet import CONFIGS, METHOD, evaluate
+from .baseline_unet import CONFIGS, METHOD, choose_threshold, evaluate
 from .bundle_eval import ROOT, _offline_env
 
 __all__ = ["GATE_MEAN", "GATE_EACH", "train_run", "gate_verdict", "main"]
@@ -120,15 +120,23 @@ def gate_verdict(per_category: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def _evaluate(datalist: Path, weights: Path, output: Path) -> dict[str, Any]:
+def _evaluate(datalist: Path, weights: Path, output: Path, threshold: float | None = None) -> dict[str, Any]:
     from monai.data import load_decathlon_datalist
 
     # Entries are relative to the datalist's folder; MONAI's loader resolves them.
-    payload = evaluate({"test": load_decathlon_datalist(str(datalist), True, "test")}, weights, output)
+    payload = evaluate({"test": load_decathlon_datalist(str(datalist), True, "test")}, weights, output, threshold=threshold)
     return {
         c: {"n": row["n"], "dsc": row[METHOD]["dsc"]["mean"], "dsc_std": row[METHOD]["dsc"]["std"], "nsd": row[METHOD]["nsd"]["mean"]}
         for c, row in payload["per_category"].items()
     }
+
+
+def _validation_threshold(corpus: Path, weights: Path, categories: tuple[str, ...]) -> dict[str, Any]:
+    """The probability cut chosen on the whole validation split (every case of ``categories``)."""
+    from monai.data import load_decathlon_datalist
+
+    validation = {"validation": load_decathlon_datalist(str(corpus / "datalists" / "validation.json"), True, "validation")}
+    return choose_threshold(validation, weights, categories)
 
 
 def _weights(run_dir: Path) -> Path:
@@ -147,6 +155,9 @@ def _markdown(result: dict[str, Any]) -> str:
         "",
         f"Gate: mean >= {GATE_MEAN:.2f} and each category >= {GATE_EACH:.2f}: **{'passed' if gate['passed'] else 'not passed'}** "
         f"(mean {gate['mean_dsc']:.3f}, lowest {gate['min_dsc']:.3f}).",
+        "",
+        f"Probability threshold {result['seen']['threshold']['threshold']:g}, chosen on the validation split "
+        f"({result['seen']['threshold']['cases']} cases; mean DSC by threshold: {result['seen']['threshold']['mean_dsc_by_threshold']}).",
         "",
         "| run | category | n | DSC | NSD (2 mm) |",
         "|---|---|---|---|---|",
@@ -220,19 +231,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     result: dict[str, Any] = {"command": f"python -m benchmarks.learnability --corpus {args.corpus}", "gate": {"mean": GATE_MEAN, "each": GATE_EACH}}
     seen_dir = args.work / "seen"
-    per_category = _evaluate(datalists / "test_seen.json", _weights(seen_dir), args.work / "seen_test_metrics.json")
-    liver_zero_shot = _evaluate(datalists / "test_unseen_liver.json", _weights(seen_dir), args.work / "seen_liver_metrics.json")
+    # Thresholds are chosen on validation only; the test splits are measured once, at that cut.
+    chosen = _validation_threshold(args.corpus, _weights(seen_dir), SEEN)
+    print(f"[learnability] threshold chosen on validation: {chosen}", flush=True)
+    per_category = _evaluate(datalists / "test_seen.json", _weights(seen_dir), args.work / "seen_test_metrics.json", chosen["threshold"])
+    liver_zero_shot = _evaluate(datalists / "test_unseen_liver.json", _weights(seen_dir), args.work / "seen_liver_metrics.json", chosen["threshold"])
     result["seen"] = {
         "per_category": per_category,
         "gate": gate_verdict({c: r["dsc"] for c, r in per_category.items()}),
         "liver_tumor_without_training_on_it": liver_zero_shot,
         "curves": _curves(seen_dir),
         "weights_chosen": _weights(seen_dir).name,
+        "threshold": chosen,
     }
     for category in SEEN:  # per-category DSC under keys named by the category values
         result[category] = per_category.get(category, {}).get("dsc")
     ceiling_dir = args.work / "ceiling"
     if _weights(ceiling_dir).exists():
+        # No split but the test one holds liver tumors: the ceiling keeps the configs' threshold.
         ceiling = _evaluate(datalists / "test_unseen_liver.json", _weights(ceiling_dir), args.work / "ceiling_liver_metrics.json")
         result["ceiling"] = {"per_category": ceiling, "curves": _curves(ceiling_dir), "weights_chosen": _weights(ceiling_dir).name}
         result["liver tumor (ceiling)"] = ceiling.get("liver tumor", {}).get("dsc")
