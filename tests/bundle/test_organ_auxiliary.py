@@ -125,3 +125,20 @@ def test_the_baseline_trains_on_a_corpus_with_organ_maps_and_its_loss_falls(tmp_
     )
     assert _falls(losses), losses
     assert (tmp_path / "logs" / "baseline_unet.pt").is_file()
+
+
+def test_only_the_baseline_moves_organ_maps_with_its_flips_and_rotations():
+    # The other stages carry "organs" as an unread path (the VAE's validation reads it): a flip of
+    # that string stopped the VAE stage at its first batch when the shared augmentation named it.
+    from monai.bundle import ConfigParser
+
+    from tests.bundle.test_training import CONFIGS
+
+    def spatial_keys(*configs):
+        parser = ConfigParser()
+        parser.read_config([str(CONFIGS / c) for c in configs])
+        return [list(t["keys"]) for t in parser.get("augmentation") if t["_target_"] in ("RandFlipd", "RandRotate90d")]
+
+    assert spatial_keys("train.json", "train_baseline.json") == [["image", "label", "organs"]] * 2
+    for stage in ("train_vae.json", "train_diffusion.json", "train_aova.json"):
+        assert all("organs" not in keys for keys in spatial_keys("train.json", stage)), stage
