@@ -17,10 +17,11 @@ demo: setup
 	$(PYTHON) -m tools.demo --output demo_output
 
 # Set-up and the test data need the network; the tests must not.
-# Lint and format checks (configured in pyproject.toml); part of `make test`, so CI runs them.
+# Lint, format and type checks (configured in pyproject.toml); part of `make test`, so CI runs them.
 lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 
 test: setup lint
 	$(PYTHON) -m tools.fetch_test_data

@@ -33,11 +33,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import nibabel as nib
 import numpy as np
 import torch
+from nibabel.spatialimages import SpatialImage
 
 from .bundle_eval import ROOT, _offline_env
 
@@ -133,7 +134,7 @@ def _probability(network: torch.nn.Module, volume, modality: Modality, profile, 
     geometry = VolumeGeometry(working_spacing=profile.working_spacing.get(modality), divisor=profile.divisor)
     working = geometry(normalize_intensity(volume, intensity_window(volume, modality)))
     inferer = SlidingWindowInferer(roi_size=PATCH, sw_batch_size=1, overlap=0.25, mode="gaussian")
-    probability = torch.sigmoid(inferer(working.as_tensor()[None].to(device), network))[0].cpu()
+    probability = torch.sigmoid(cast(torch.Tensor, inferer(working.as_tensor()[None].to(device), network)))[0].cpu()
     return geometry.invert(probability, working)[0].numpy()
 
 
@@ -145,7 +146,7 @@ def _cases(datalist: dict[str, Any], key: str):
         if entry.get("expect_empty") or not entry.get("label"):
             reference = np.zeros(tuple(volume.shape[-3:]), bool)
         else:
-            reference = np.asarray(nib.load(entry["label"]).dataobj) > 0  # as the bundle reads labels
+            reference = np.asarray(cast(SpatialImage, nib.load(entry["label"])).dataobj) > 0  # as the bundle reads labels
         yield entry, volume, reference
 
 
@@ -226,7 +227,7 @@ def summarize(per_case: list[dict[str, Any]], method: str = METHOD) -> dict[str,
         categories.setdefault(row["category"], []).append(row)
     summary = {}
     for category, rows in sorted(categories.items()):
-        stats = {
+        stats: dict[str, Any] = {
             metric: {"mean": float(np.mean([r[method][metric] for r in rows])), "std": float(np.std([r[method][metric] for r in rows]))}
             for metric in ("dsc", "nsd", "false_positive_ml")
         }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import torch
 
@@ -38,7 +38,7 @@ class ForwardTimer:
         synchronize: wait for CUDA before reading the clock (asynchronous kernels).
     """
 
-    def __init__(self, groups: dict[str, Iterable[torch.nn.Module]], synchronize: bool = False) -> None:
+    def __init__(self, groups: Mapping[str, Iterable[torch.nn.Module]], synchronize: bool = False) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self.synchronize = synchronize
         self._depth = 0

@@ -99,7 +99,7 @@ def train_run(name: str, datalist: Path, minutes: float, overrides: list[str], w
 
 
 def _curves(run_dir: Path) -> dict[str, Any]:
-    loss = json.loads((run_dir / "baseline_loss.json").read_text()) if (run_dir / "baseline_loss.json").exists() else {"loss": [], "seconds": 0}
+    loss: dict[str, Any] = json.loads((run_dir / "baseline_loss.json").read_text()) if (run_dir / "baseline_loss.json").exists() else {"loss": [], "seconds": 0}
     values = np.asarray(loss["loss"], dtype=float)
     step = max(1, len(values) // 200)  # 200 points are enough for a curve
     smooth = [float(values[i : i + step].mean()) for i in range(0, len(values), step)]

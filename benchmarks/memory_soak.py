@@ -27,9 +27,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
+from nibabel.spatialimages import SpatialImage
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bundle"))
@@ -110,7 +112,7 @@ def summarize(output: Path, sources: dict[str, int]) -> SoakResult:
     mismatched = []
     for name in names:
         # The probability too: an all-empty mask would match by chance, the probabilities not.
-        arrays = [np.asarray(nib.load(output / f"{name}{suffix}").dataobj) for suffix in ("_seg.nii.gz", "_prob.nii.gz")]
+        arrays = [np.asarray(cast(SpatialImage, nib.load(output / f"{name}{suffix}")).dataobj) for suffix in ("_seg.nii.gz", "_prob.nii.gz")]
         reference = first_of_source.setdefault(sources[name], arrays)
         if not all(np.array_equal(a, b) for a, b in zip(arrays, reference)):
             mismatched.append(name)

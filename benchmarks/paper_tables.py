@@ -30,7 +30,7 @@ import os
 import shlex
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,7 @@ class PaperTables:
         full = self.datalist()
         return {**full, "test": [e for e in full["test"] if e["category"] in TUMOR_CATEGORIES]}
 
-    def run(self, name: str, datalist: dict[str, Any], overrides: list[str] = ()) -> EvalRun:
+    def run(self, name: str, datalist: dict[str, Any], overrides: Sequence[str] = ()) -> EvalRun:
         result = evaluate(name, datalist, self.work, overrides, reuse=self.args.reuse, keep_images=self.args.keep_images, weights=self.info["weights"])
         self._write_json(f"runs/{name}_metrics.json", result.metrics)
         return result

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .bundle_eval import ROOT, _offline_env
 
@@ -40,8 +40,9 @@ def resized_volume(source: Path, shape: tuple[int, int, int], output: Path) -> P
     import numpy as np
     import torch
     from monai.transforms import Resize
+    from nibabel.spatialimages import SpatialImage
 
-    image = nib.load(str(source))
+    image = cast(SpatialImage, nib.load(str(source)))
     data = torch.as_tensor(np.asarray(image.dataobj, dtype=np.float32))[None]
     resized = Resize(spatial_size=shape, mode="trilinear")(data)[0].numpy().astype(np.float32)
     affine = image.affine.copy()
@@ -167,7 +168,8 @@ def _measure_here(args: argparse.Namespace) -> dict[str, Any]:
         segment_cpu_seconds.append(time.process_time() - begin_cpu)
         return output
 
-    pipeline.segment = timed_segment  # the runner calls it per case; only the wall time is added
+    # The runner calls it per case; only the wall time is added. (The ignore: a method replaced on this instance only.)
+    pipeline.segment = timed_segment  # type: ignore[method-assign]
     if on_cuda:
         torch.cuda.reset_peak_memory_stats()
     modality = Modality.parse(args.modality)
@@ -182,6 +184,7 @@ def _measure_here(args: argparse.Namespace) -> dict[str, Any]:
     profile = get_profile(args.profile)
     grid = list(VolumeGeometry(working_spacing=pipeline.working_spacing(modality), divisor=profile.divisor)(volume).shape[1:])
     stages = dict(report["stage_seconds"])
+    assert pipeline.config.patch_size is not None  # the validated config fills it in
     return {
         "label": args.label,
         "size": args.size,

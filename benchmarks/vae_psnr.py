@@ -12,6 +12,7 @@ import argparse
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         item = prepare({"image": loader(entry["image"]), "modality": entry["modality"]})
         image = item["image"].as_tensor()[None]
         with torch.no_grad():
-            reconstruction = inferer(image, lambda x: vae.decode_stage_2_outputs(vae.encode_stage_2_inputs(x))).clamp(0, 1)
+            # The network returns a tensor, so the inferer does too.
+            reconstruction = cast(torch.Tensor, inferer(image, lambda x: vae.decode_stage_2_outputs(vae.encode_stage_2_inputs(x)))).clamp(0, 1)
         mse = float(((reconstruction - image) ** 2).mean())
         psnr = 10 * np.log10(1.0 / max(mse, 1e-12))
         scores[entry["modality"]].append(psnr)

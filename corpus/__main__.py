@@ -45,7 +45,7 @@ def _size(text: str) -> tuple[int, int, int]:
         values = values * 3
     if len(values) != 3 or any(not 16 <= v <= 1024 for v in values):
         raise argparse.ArgumentTypeError(f"expected N or NxNxN with each in [16, 1024], got {text!r}")
-    return tuple(values)
+    return (values[0], values[1], values[2])
 
 
 def _spacing(text: str) -> float:

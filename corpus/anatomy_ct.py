@@ -27,6 +27,7 @@ vertebral body / cortex   ~230 / ~600  BONE
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 from scipy import ndimage
 
 from .anatomy import Anatomy, TissueContrast
@@ -77,7 +78,7 @@ class _Torso:
         self.full = grid.full()
 
     # -- helpers ---------------------------------------------------------------------------
-    def mm(self, adult: np.ndarray | list[float] | tuple[float, ...]) -> np.ndarray:
+    def mm(self, adult: npt.ArrayLike) -> np.ndarray:
         return np.asarray(adult, dtype=np.float64) * self.s
 
     def jitter(self, value: float, sd: float) -> float:

@@ -130,7 +130,9 @@ class CorpusConfig:
             raise ValueError(f"seed_base must be >= 0, got {self.seed_base}")
 
     def count(self, split: Split) -> int:
-        return {Split.TRAIN: self.cases_per_category, Split.VALIDATION: self.validation_cases, Split.TEST: self.test_cases}[split]
+        count = {Split.TRAIN: self.cases_per_category, Split.VALIDATION: self.validation_cases, Split.TEST: self.test_cases}[split]
+        assert count is not None  # __post_init__ fills the defaults
+        return count
 
 
 @dataclass(frozen=True)
@@ -264,11 +266,13 @@ def build_corpus(config: CorpusConfig, *, progress: bool = True) -> dict[str, An
     def make(job: _Job) -> PhantomCase:
         if job.kind == "phantom":
             return generate_case(job.category, job.seed, size=config.size, spacing=spacing[job.category.modality])
+        source = job.source
+        assert source is not None  # hosted and real jobs name their volume
         if job.kind == "hosted":
-            if job.source not in hosts:
-                hosts[job.source] = host_anatomy(volumes[job.source])
-            return generate_hosted_case(volumes[job.source], job.category, job.seed, host=hosts[job.source])
-        return real_healthy_case(volumes[job.source])
+            if source not in hosts:
+                hosts[source] = host_anatomy(volumes[source])
+            return generate_hosted_case(volumes[source], job.category, job.seed, host=hosts[source])
+        return real_healthy_case(volumes[source])
 
     reused = 0
     for job in tqdm(unique.values(), desc="corpus", unit="case", disable=not progress):

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["VoxelGrid", "Box", "ras_affine", "spacing_from_affine"]
 
@@ -27,7 +29,7 @@ def ras_affine(shape: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
 
 def spacing_from_affine(affine: np.ndarray) -> tuple[float, float, float]:
     """Voxel spacing in mm: the lengths of the affine's first three columns."""
-    return tuple(float(v) for v in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
+    return cast(tuple[float, float, float], tuple(float(v) for v in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)))
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ class VoxelGrid:
         """The whole grid as a :class:`Box`."""
         return self.box((0.0, 0.0, 0.0), self.half_extent + np.asarray(self.spacing))
 
-    def box(self, center: Sequence[float], half_size: Sequence[float] | float) -> Box:
+    def box(self, center: Sequence[float] | np.ndarray, half_size: npt.ArrayLike) -> Box:
         """The voxels within ``half_size`` mm of ``center`` along each axis, clipped to the grid."""
         half = np.broadcast_to(np.asarray(half_size, dtype=np.float64), (3,))
         slices = []
@@ -98,7 +100,7 @@ class VoxelGrid:
             slices.append(slice(lo, hi))
             coords.append(axis[lo:hi])
         return Box(
-            slices=tuple(slices),
+            slices=(slices[0], slices[1], slices[2]),
             x=coords[0][:, None, None],
             y=coords[1][None, :, None],
             z=coords[2][None, None, :],

@@ -61,7 +61,8 @@ def panel_from_case(case, *, title: str | None = None) -> MontagePanel:
         chest = not np.any(case.organ_labels == OrganLabel.LIVER) and np.any(case.organ_labels == OrganLabel.LUNG)
         window = _LUNG_WINDOW if case.category.value == "lung tumor" or chest else _ABDOMEN_WINDOW
     else:
-        window = tuple(float(v) for v in np.percentile(case.image[::2, ::2, ::2], (0.5, 99.5)))
+        low, high = np.percentile(case.image[::2, ::2, ::2], (0.5, 99.5))
+        window = (float(low), float(high))
     sx, sy, sz = case.spacing
     views = [
         (_display_axial(case.image, k), _display_axial(case.organ_labels, k), _display_axial(tumor, k), sy / sx),

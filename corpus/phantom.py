@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -234,11 +234,16 @@ def generate_case(
     """
     category = parse_category(category)
     modality = category.modality
-    grid = VoxelGrid(tuple(size), tuple(spacing if spacing is not None else DEFAULT_SPACING[modality]))
+    # VoxelGrid checks that there are three of each.
+    grid = VoxelGrid(
+        cast(tuple[int, int, int], tuple(size)), cast(tuple[float, float, float], tuple(spacing if spacing is not None else DEFAULT_SPACING[modality]))
+    )
     if supersample not in (1, 2, 3, 4):
         raise ValueError(f"supersample must be 1, 2, 3 or 4, got {supersample!r}")
     anatomy_rng, lesion_rng, imaging_rng = _streams(seed)
-    fine = VoxelGrid(tuple(n * supersample for n in grid.shape), tuple(s / supersample for s in grid.spacing))
+    fine = VoxelGrid(
+        cast(tuple[int, int, int], tuple(n * supersample for n in grid.shape)), cast(tuple[float, float, float], tuple(s / supersample for s in grid.spacing))
+    )
     anatomy = build_torso(fine, anatomy_rng) if modality is Modality.CT else build_head(fine, anatomy_rng)
     if supersample > 1:
         anatomy = downsample_anatomy(anatomy, grid, supersample)

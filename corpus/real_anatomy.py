@@ -44,9 +44,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
+from nibabel.spatialimages import SpatialImage
 from scipy import ndimage
 
 from scripts.preprocessing import Modality
@@ -261,6 +263,13 @@ def _deb_data_tar(deb: Path) -> tarfile.TarFile:
     raise FetchError(f"{deb.name} has no data.tar member")
 
 
+def _member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    """The contents of a regular-file member (``extractfile`` gives None only for other kinds)."""
+    handle = tar.extractfile(member)
+    assert handle is not None, member.name
+    return handle.read()
+
+
 def _extract(package: _Package, archive: Path, target: Path) -> None:
     wanted = dict(package.members)
     if archive.suffix == ".whl":
@@ -273,7 +282,7 @@ def _extract(package: _Package, archive: Path, target: Path) -> None:
         for info in tar.getmembers():
             key = info.name[2:] if info.name.startswith("./") else info.name
             if key in wanted and info.isfile():
-                (target / wanted.pop(key)).write_bytes(tar.extractfile(info).read())
+                (target / wanted.pop(key)).write_bytes(_member_bytes(tar, info))
     if wanted:
         raise FetchError(f"{archive.name} lacks {sorted(wanted)}")
 
@@ -466,9 +475,9 @@ def _read_inv3(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """
     with tarfile.open(path, mode="r:gz") as tar:
         members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
-        main = plistlib.loads(tar.extractfile(members["main.plist"]).read())
+        main = plistlib.loads(_member_bytes(tar, members["main.plist"]))
         matrix = main["matrix"]
-        raw = tar.extractfile(members[matrix["filename"]]).read()
+        raw = _member_bytes(tar, members[matrix["filename"]])
     slices = np.frombuffer(raw, dtype=np.dtype(matrix["dtype"]).newbyteorder("<")).reshape(matrix["shape"])
     volume = np.ascontiguousarray(slices.transpose(2, 1, 0)).astype(np.float32)  # (columns, rows, slices)
     sx, sy, sz = (float(v) for v in main["spacing"])
@@ -534,8 +543,8 @@ def load_real_volume(source: RealSource | str, cache: str | os.PathLike | None =
         labels = _chest_labels(directory / "Segmentation.seg.nrrd", affine, image.shape)
         modality, contrast = Modality.CT, TissueContrast.CT
     elif source is RealSource.COLIN27_T1:
-        t1 = nib.load(directory / "ch2.nii.gz")
-        brain = np.asarray(nib.load(directory / "ch2bet.nii.gz").dataobj) > 0
+        t1 = cast(SpatialImage, nib.load(directory / "ch2.nii.gz"))
+        brain = np.asarray(cast(SpatialImage, nib.load(directory / "ch2bet.nii.gz")).dataobj) > 0
         image, affine = np.asarray(t1.dataobj), t1.affine
         labels = _colin_labels(image, brain)
         modality, contrast = Modality.MR, TissueContrast.T1
@@ -543,7 +552,7 @@ def load_real_volume(source: RealSource | str, cache: str | os.PathLike | None =
         image, affine = _read_inv3(directory / "Cranium.inv3")
         modality, contrast = Modality.CT, TissueContrast.CT
     elif source is RealSource.HEAD_T1:
-        t1 = nib.load(directory / "KmeansTest_T1UCharRaw.nii.gz")
+        t1 = cast(SpatialImage, nib.load(directory / "KmeansTest_T1UCharRaw.nii.gz"))
         image, affine = np.asarray(t1.dataobj), t1.affine
         modality, contrast = Modality.MR, TissueContrast.T1
     else:

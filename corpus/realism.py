@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from monai.transforms import RandBiasField
 from scipy import ndimage
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 
-def smooth_noise(shape: Sequence[int], scale_voxels: float | Sequence[float], rng: np.random.Generator) -> np.ndarray:
+def smooth_noise(shape: Sequence[int], scale_voxels: npt.ArrayLike, rng: np.random.Generator) -> np.ndarray:
     """A smooth zero-mean random field with unit standard deviation (float32).
 
     White noise on a coarse lattice (one node per ``scale_voxels``) is interpolated trilinearly to

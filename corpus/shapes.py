@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from .geometry import Box, VoxelGrid
 
 __all__ = ["rotation_matrix", "ellipsoid_rho", "ellipsoid_box", "Tube"]
 
 
-def rotation_matrix(angles_deg: Sequence[float]) -> np.ndarray:
+def rotation_matrix(angles_deg: npt.ArrayLike) -> np.ndarray:
     """Rotation about x, then y, then z (degrees), as a 3x3 float64 matrix."""
     ax, ay, az = np.deg2rad(np.asarray(angles_deg, dtype=np.float64))
     rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
@@ -26,7 +27,7 @@ def rotation_matrix(angles_deg: Sequence[float]) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def ellipsoid_rho(box: Box, center: Sequence[float], semi_axes: Sequence[float], rotation: np.ndarray | None = None) -> np.ndarray:
+def ellipsoid_rho(box: Box, center: Sequence[float] | np.ndarray, semi_axes: npt.ArrayLike, rotation: np.ndarray | None = None) -> np.ndarray:
     """Normalised radius of an ellipsoid (float32, box shape).
 
     Args:
@@ -48,7 +49,7 @@ def ellipsoid_rho(box: Box, center: Sequence[float], semi_axes: Sequence[float],
     return np.sqrt(u * u + v * v + w * w)
 
 
-def ellipsoid_box(grid: VoxelGrid, center: Sequence[float], semi_axes: Sequence[float], margin: float = 1.15) -> Box:
+def ellipsoid_box(grid: VoxelGrid, center: Sequence[float] | np.ndarray, semi_axes: npt.ArrayLike, margin: float = 1.15) -> Box:
     """The grid box that holds an ellipsoid (any rotation) enlarged by ``margin``."""
     return grid.box(center, float(np.max(semi_axes)) * margin)
 
@@ -61,7 +62,7 @@ class Tube:
         radii: (n,) radius in mm at each vertex, interpolated linearly along the line.
     """
 
-    def __init__(self, points: Sequence[Sequence[float]], radii: Sequence[float]) -> None:
+    def __init__(self, points: npt.ArrayLike, radii: npt.ArrayLike) -> None:
         self.points = np.asarray(points, dtype=np.float64)
         self.radii = np.asarray(radii, dtype=np.float64)
         if self.points.ndim != 2 or self.points.shape[1] != 3 or len(self.points) < 2:

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 _REQUIRED_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
 
 
-def list_input_files(folder: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+def list_input_files(folder: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]:
     """Split the files under ``folder`` (recursively) into DICOM Part 10 files and the rest.
 
     A DICOM Part 10 file has the 128-byte preamble and the ``DICM`` prefix; pydicom refuses

@@ -75,6 +75,7 @@ def resolve_weights(model_path: str | os.PathLike | None, *, explicit: bool, pro
             weights file missing from the folder used, unless ``allow_random``. The networks would
             run on random weights and give a confident, meaningless mask (a whole-field "tumor").
     """
+    folder: Path | None  # None: the models path holds no weights
     path = Path(model_path) if model_path else None
     if path is None or not path.exists():
         if explicit and path is not None:
@@ -164,9 +165,15 @@ class SegmentationRun:
         """Mask of prompt ``index`` in (slice, row, column) order, uint8 {0, 1}."""
         return xyz_to_slices(self.results[index].mask)
 
+    def aova_map(self, index: int) -> np.ndarray:
+        """AOVA map of prompt ``index`` on the input grid (x, y, z); the app always asks the pipeline for it."""
+        aova = self.results[index].aova_map
+        assert aova is not None, "the pipeline ran without the AOVA map"
+        return aova
+
     def aova_slices(self, index: int) -> np.ndarray:
         """AOVA map of prompt ``index`` in (slice, row, column) order, float32 in [0, 1]."""
-        return xyz_to_slices(self.results[index].aova_map)
+        return xyz_to_slices(self.aova_map(index))
 
 
 class DiffuGTSOperator(Operator):

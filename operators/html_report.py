@@ -96,6 +96,7 @@ def _outline_png(masks: list[np.ndarray], factor: int) -> str | None:
             rgba = np.zeros((*mask.shape, 4), np.uint8)
         edge = mask & ~ndimage.binary_erosion(mask, border_value=0)
         rgba[edge] = (*PALETTE[p % len(PALETTE)], 255)
+    assert rgba is not None  # masks is not empty: one of them holds a voxel
     return _data_url(Image.fromarray(rgba, "RGBA"), "PNG")
 
 
@@ -151,7 +152,8 @@ def _slice_images(run: SegmentationRun, window: tuple[float, float]) -> dict:
     scan = [_grey(run.volume[k], window, factor) for k in range(slices)]
     masks = [_z_slices(r.mask) for r in run.results]
     outline = [_outline_png([next(m) for m in masks], factor) for _ in range(slices)]
-    aova, healthy = [], []
+    aova: list[list[str] | None] = []
+    healthy: list[list[str | None] | None] = []
     for result in run.results:
         aova.append(None if result.aova_map is None else [_aova_jpeg(a, aova_factor) for a in _z_slices(result.aova_map)])
         if result.pseudo_healthy is None:

@@ -154,7 +154,7 @@ def provenance_record(
                 "organ": r.prompt.organ,
                 "tumor_volume_ml": round(float(r.tumor_volume_ml), 4),
                 "voxels": int(r.mask.sum()),
-                "aova_max": round(float(r.aova_map.max()), 4),
+                "aova_max": round(float(run.aova_map(i).max()), 4),
             }
             for i, r in enumerate(run.results)
         ],

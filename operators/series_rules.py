@@ -205,12 +205,14 @@ def _bad_rescale(ds: Dataset) -> str | None:
     # the intercept: a constant image, on which any mask would be meaningless.
     for keyword in ("RescaleSlope", "RescaleIntercept"):
         if keyword in ds:
+            element = ds.data_element(keyword)
+            assert element is not None  # the keyword is in ds
             try:
-                value = float(ds.data_element(keyword).value)
+                value = float(element.value)
             except (TypeError, ValueError):
                 value = float("nan")
             if not np.isfinite(value):
-                return f"{keyword} of {_file_name(ds)} is not a finite number ({ds.data_element(keyword).value!r})"
+                return f"{keyword} of {_file_name(ds)} is not a finite number ({element.value!r})"
             if keyword == "RescaleSlope" and value == 0:
                 return f"RescaleSlope of {_file_name(ds)} is 0: every voxel would have the same value"
     return None
@@ -290,8 +292,8 @@ def reconstruction_problem(series: DICOMSeries) -> str | None:
     spread = np.abs(spacings / spacings[0] - 1).max(axis=1)
     if spread.max() > 1e-3:
         odd = datasets[int(np.argmax(spread))]
-        first, other = ("\\".join(str(v) for v in ds.PixelSpacing) for ds in (datasets[0], odd))
-        return f"slices of different pixel spacings ({_file_name(datasets[0])} {first} mm, {_file_name(odd)} {other} mm)"
+        first_spacing, odd_spacing = ("\\".join(str(v) for v in ds.PixelSpacing) for ds in (datasets[0], odd))
+        return f"slices of different pixel spacings ({_file_name(datasets[0])} {first_spacing} mm, {_file_name(odd)} {odd_spacing} mm)"
     orientations = np.asarray([[float(v) for v in ds.ImageOrientationPatient] for ds in datasets])
     deviation = np.abs(orientations - orientations[0]).max(axis=1)
     if deviation.max() > 1e-3:

@@ -20,6 +20,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import tqdm
 from monai.deploy.operators import DICOMSeriesToVolumeOperator
@@ -75,7 +76,7 @@ def patch_progress(every_s: float = 10.0) -> Iterator[None]:
     name is tqdm writing into the log, first after ``every_s`` seconds, then every ``every_s``.
     """
     logged = functools.partial(tqdm.tqdm, file=_LogLines(), position=0, delay=every_s, mininterval=every_s, ascii=True, desc="patches", bar_format=_FORMAT)
-    modules = [importlib.import_module(name) for name in PROGRESS_MODULES]
+    modules: list[Any] = [importlib.import_module(name) for name in PROGRESS_MODULES]  # each has a module-level ``tqdm``
     saved = [module.tqdm for module in modules]
     for module in modules:
         module.tqdm = logged

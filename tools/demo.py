@@ -31,7 +31,7 @@ if str(ROOT / "bundle") not in sys.path:
 
 import pydicom  # noqa: E402
 from pydicom.dataset import FileDataset, FileMetaDataset  # noqa: E402
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid  # noqa: E402
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid  # noqa: E402
 
 from scripts.metrics import dice_score  # noqa: E402  (the benchmark's DSC, so the demo's figure is the same)
 
@@ -43,7 +43,7 @@ logger = logging.getLogger("diffugts.demo")
 _FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-def _uid(seed: int, *parts: object) -> str:
+def _uid(seed: int, *parts: object) -> UID:
     # Deterministic UIDs: the same seed writes the same series (a reproducible demo input).
     return generate_uid(entropy_srcs=["diffugts-demo", str(seed), *map(str, parts)])
 

@@ -38,6 +38,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -61,7 +62,7 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # pynetdicom makes its SOP classes at import time
 from pynetdicom.transport import ThreadedAssociationServer
 
 from tools.console_log import LOG_LEVELS, log_to_stderr
@@ -72,7 +73,7 @@ logger = logging.getLogger("diffugts.dicom_listener")
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_DIR = ROOT / "app"
-IMAGE_SOP_CLASSES = {CTImageStorage: "CT", MRImageStorage: "MR"}
+IMAGE_SOP_CLASSES: dict[str, str] = {CTImageStorage: "CT", MRImageStorage: "MR"}
 #: pynetdicom's defaults plus the compressed syntaxes the application decodes (pylibjpeg), so a
 #: PACS need not decompress; instances are written as they came.
 TRANSFER_SYNTAXES = [
@@ -178,7 +179,7 @@ class Listener:
 
     def on_accepted(self, event: evt.Event) -> None:
         # A sender often proposes every storage SOP class; the refused ones are listed at DEBUG.
-        refused = sorted({cx.abstract_syntax for cx in event.assoc.rejected_contexts})
+        refused = sorted({cx.abstract_syntax for cx in event.assoc.rejected_contexts if cx.abstract_syntax is not None})  # a proposed context names one
         logger.info(
             "association from %s accepted%s",
             self._peer(event),
@@ -188,6 +189,7 @@ class Listener:
 
     def on_rejected(self, event: evt.Event) -> None:
         request = event.assoc.requestor.primitive
+        assert request is not None  # the A-ASSOCIATE request being rejected
         calling, called = request.calling_ae_title, request.called_ae_title
         if called != self.args.ae_title:  # pynetdicom's order: this reason wins
             why = f"called AE title {called!r} is not {self.args.ae_title!r}"
@@ -313,13 +315,15 @@ class Listener:
                 self.app = None
 
     def _stop_application(self) -> None:
+        app = self.app
+        assert app is not None  # called while the application runs
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
-                os.killpg(self.app.pid, sig)
+                os.killpg(app.pid, sig)
             except ProcessLookupError:
                 return
             try:
-                self.app.wait(timeout=APP_STOP_GRACE)
+                app.wait(timeout=APP_STOP_GRACE)
                 return
             except subprocess.TimeoutExpired:
                 logger.warning("the application did not stop within %.0f s of SIGTERM: killed", APP_STOP_GRACE)
@@ -414,7 +418,7 @@ def _serve(listener: Listener, args: argparse.Namespace) -> None:
     ae.add_supported_context(Verification)
     for sop_class in IMAGE_SOP_CLASSES:
         ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
-    handlers = [
+    handlers: list[evt.EventHandlerType] = [
         (evt.EVT_C_ECHO, listener.on_echo),
         (evt.EVT_C_STORE, listener.on_store),
         (evt.EVT_ACCEPTED, listener.on_accepted),
@@ -423,7 +427,8 @@ def _serve(listener: Listener, args: argparse.Namespace) -> None:
         (evt.EVT_ABORTED, listener.on_ended),
     ]
     try:
-        server: ThreadedAssociationServer = ae.start_server((args.bind, args.port), block=False, evt_handlers=handlers)
+        # block=False: the running server comes back (None only from a blocking call).
+        server = cast(ThreadedAssociationServer, ae.start_server((args.bind, args.port), block=False, evt_handlers=handlers))
     except OSError as error:
         raise ListenerError(f"cannot listen on {args.bind}:{args.port}: {error.strerror or error}") from None
     runner = threading.Thread(target=listener.run_forever, name="runner")

@@ -37,6 +37,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 from urllib.parse import urlsplit
 
 import pydicom
@@ -185,7 +186,7 @@ def _value(item: Mapping, tag: str) -> str | None:
     return values[0] if isinstance(values, list) and values and isinstance(values[0], str) else None
 
 
-def _is_dicom_json(page: object) -> bool:
+def _is_dicom_json(page: object) -> TypeGuard[list[dict[str, dict]]]:
     """A QIDO reply: a list of datasets, each ``{"GGGGEEEE": {...}, ...}``."""
     return isinstance(page, list) and all(
         isinstance(item, dict) and all(re.fullmatch(r"[0-9A-Fa-f]{8}", tag) and isinstance(element, dict) for tag, element in item.items()) for item in page
@@ -202,7 +203,9 @@ def search_series(client: DICOMwebClient, study_uid: str, reply: LastReply | Non
     Raises:
         UserError: a reply is not DICOM JSON, or the server lists more than ``MAX_SERIES`` series.
     """
-    found, seen, offset = [], set(), 0
+    found: list[dict] = []
+    seen: set[str | None] = set()
+    offset = 0
     while True:
         try:
             page = client.search_for_series(study_instance_uid=study_uid, fields=["Modality", "SeriesInstanceUID"], offset=offset)
@@ -384,6 +387,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         message = str(error)
     except requests.HTTPError as error:
         response = error.response
+        assert response is not None  # raise_for_status attaches the response
         message = f"the PACS answered {response.status_code} {response.reason} to {response.request.method} {urlsplit(response.url).path}"
     except requests.RequestException as error:
         message = f"cannot reach the PACS at {args.url}: {type(error).__name__}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -107,6 +107,7 @@ class AOVAHead(nn.Module):
     def level_map(self, level: int, feature: torch.Tensor, keys: torch.Tensor, abnormal: torch.Tensor) -> torch.Tensor:
         """Attention mass on abnormal keys at one level: (B, 1, *feature grid) in [0, 1]."""
         query = self.queries[level](self.adapters[level](feature))
+        scale: torch.Tensor | float
         if self.log_temperature is not None:
             query, keys = F.normalize(query, dim=1), F.normalize(keys, dim=1)
             scale = self.log_temperature.clamp(max=math.log(100.0)).exp()  # CLIP's cap on the scale
@@ -150,5 +151,5 @@ def coarse_mask(aova_map: torch.Tensor, threshold: float = 0.5, dilation: int = 
         raise ValueError(f"coarse dilation must be >= 0 voxels, got {dilation}")
     mask = (aova_map > threshold).float()
     if dilation:
-        mask = dilate(mask, filter_size=2 * dilation + 1)
+        mask = cast(torch.Tensor, dilate(mask, filter_size=2 * dilation + 1))  # a tensor in, a tensor out
     return mask

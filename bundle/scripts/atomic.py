@@ -10,7 +10,7 @@ from pathlib import Path
 __all__ = ["atomic_write"]
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> None:
     """Call ``write(temporary_path)`` and rename the result to ``path``.
 
     The temporary name keeps the final suffixes (``.nii.gz``, ``.json``) because writers such as

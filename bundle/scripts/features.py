@@ -7,9 +7,12 @@ error path; iterating ``encoder.blocks`` gives the taps and the latent in one pa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import torch
+
+if TYPE_CHECKING:
+    from monai.apps.generation.maisi.networks.autoencoderkl_maisi import AutoencoderKlMaisi
 
 __all__ = ["DEFAULT_TAPS", "EncoderFeatures", "encode_with_features"]
 
@@ -24,7 +27,7 @@ class EncoderFeatures(NamedTuple):
     latent: torch.Tensor
 
 
-def encode_with_features(vae: torch.nn.Module, image: torch.Tensor, taps: Sequence[int] = DEFAULT_TAPS) -> EncoderFeatures:
+def encode_with_features(vae: AutoencoderKlMaisi, image: torch.Tensor, taps: Sequence[int] = DEFAULT_TAPS) -> EncoderFeatures:
     """Run the VAE encoder once and return the tapped block outputs and ``z_mu``.
 
     Args:
@@ -32,7 +35,7 @@ def encode_with_features(vae: torch.nn.Module, image: torch.Tensor, taps: Sequen
         image: (B, 1, X, Y, Z) in [0, 1], each spatial size a multiple of 4.
         taps: indices into ``vae.encoder.blocks``.
     """
-    blocks = vae.encoder.blocks
+    blocks = cast(torch.nn.ModuleList, vae.encoder.blocks)  # MONAI types ``encoder`` as a plain Module
     if not taps or max(taps) >= len(blocks) or min(taps) < 0:
         raise ValueError(f"taps {tuple(taps)} must index the encoder's {len(blocks)} blocks")
     levels = []

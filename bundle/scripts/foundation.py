@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -201,7 +201,10 @@ class FusedMaisiGroupNorm3D(MaisiGroupNorm3D):
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
 
-def fuse_group_norms(network: torch.nn.Module) -> torch.nn.Module:
+_ModuleT = TypeVar("_ModuleT", bound=torch.nn.Module)
+
+
+def fuse_group_norms(network: _ModuleT) -> _ModuleT:
     """Switch every fp32 ``MaisiGroupNorm3D`` of ``network`` to :class:`FusedMaisiGroupNorm3D` in place."""
     for module in network.modules():
         if type(module) is MaisiGroupNorm3D and not module.norm_float16:

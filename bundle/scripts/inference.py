@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import monai
 import nibabel as nib
@@ -34,6 +34,7 @@ import psutil
 import torch
 from monai.data import load_decathlon_datalist
 from monai.transforms import LoadImage
+from nibabel.spatialimages import SpatialImage
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write
@@ -239,7 +240,7 @@ def _header_geometry(path: Path) -> tuple[tuple[int, ...], tuple[float, ...], st
     if not path.name.lower().endswith((".nii", ".nii.gz")):
         return None
     try:
-        header = nib.load(str(path)).header
+        header = cast(nib.Nifti1Header, nib.load(str(path)).header)  # a .nii/.nii.gz file: NIfTI-1 or NIfTI-2 (a subclass)
         geometry = tuple(int(n) for n in header.get_data_shape()), tuple(float(z) for z in header.get_zooms())
         return (*geometry, _orientation_problem(header))
     except Exception:  # nibabel raises many types for damaged headers
@@ -315,7 +316,7 @@ class BundleRunner:
         try:
             with stop_on_signals():
                 reports = self._run()
-                self._staged.commit(order=self._commit_order())  # type: ignore[union-attr]
+                self._staging().commit(order=self._commit_order())
                 logger.info("wrote outputs of %d case(s) to %s", len(reports), self.output_dir)
                 return reports
         except UserError as error:  # user mistakes: one line, no traceback
@@ -393,16 +394,21 @@ class BundleRunner:
         except UserError as error:
             raise UserError(f"{case.image}: {error}") from None
 
-    def _write(self, path: Path, write: Callable[[str], None]) -> None:
-        atomic_write(self._staged.path(path.name), write)  # type: ignore[union-attr]
+    def _staging(self) -> StagedOutputs:
+        """The staging folder of the run in progress (``_run`` creates it before anything is written)."""
+        assert self._staged is not None, "no run in progress"
+        return self._staged
 
-    def _write_concurrently(self, writes: list[tuple[Path, Callable[[str], None]]]) -> None:
+    def _write(self, path: Path, write: Callable[[str], object]) -> None:
+        atomic_write(self._staging().path(path.name), write)
+
+    def _write_concurrently(self, writes: Sequence[tuple[Path, Callable[[str], object]]]) -> None:
         # gzip compression releases the GIL: on a 512x512x155 volume the four maps took 5.5 s one
         # after the other. A failure is raised after all writes ended; the staging folder, with
         # whatever was written, goes with the rest of the run.
         with ThreadPoolExecutor(max_workers=max(1, min(len(writes), _WRITE_THREADS))) as pool:
             futures = [pool.submit(self._write, path, write) for path, write in writes]
-        errors = [future.exception() for future in futures if future.exception() is not None]
+        errors = [error for error in (future.exception() for future in futures) if error is not None]
         if errors:
             raise errors[0]
 
@@ -502,7 +508,7 @@ class BundleRunner:
         result = output.results[0]
         if result.aova_map is None:
             raise UserError("evaluation needs the AOVA map: the pipeline's maps must include 'aova_map'")
-        reference = np.zeros(result.mask.shape, bool) if case.expect_empty else np.asarray(nib.load(str(case.label)).dataobj) > 0
+        reference = np.zeros(result.mask.shape, bool) if case.expect_empty else np.asarray(cast(SpatialImage, nib.load(str(case.label))).dataobj) > 0
         if reference.shape != result.mask.shape:
             raise UserError(f"label {case.label} has shape {reference.shape}, image has {result.mask.shape}")
         spacing = tuple(float(s) for s in np.linalg.norm(output.affine[:3, :3], axis=0))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from monai.config import KeysCollection
@@ -24,6 +24,9 @@ from monai.inferers import SlidingWindowInferer
 from monai.transforms import MapTransform
 
 from .foundation import file_sha256, get_profile
+
+if TYPE_CHECKING:
+    from monai.apps.generation.maisi.networks.autoencoderkl_maisi import AutoencoderKlMaisi
 
 __all__ = ["EncodeLatentd", "latent_cache_dir", "latent_patch_size", "latent_scale_factor_of_latents"]
 
@@ -60,7 +63,7 @@ class EncodeLatentd(MapTransform):
     def __init__(
         self,
         keys: KeysCollection,
-        vae: torch.nn.Module,
+        vae: AutoencoderKlMaisi,
         profile: str = "mini",
         latent_key: str = "latent",
         device: torch.device | str = "cpu",

@@ -119,7 +119,7 @@ def measure_lesions(
     in_plane = [a for a in range(3) if a != axial]
     lps = np.diag([-1.0, -1.0, 1.0])
     slices = ndimage.find_objects(labels)
-    measured = []
+    measured: list[dict[str, Any]] = []
     for label, box in enumerate(slices, start=1):
         inside = labels[box] == label
         voxels = np.argwhere(inside) + np.array([s.start for s in box])

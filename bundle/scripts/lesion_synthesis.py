@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -247,7 +247,7 @@ class Synthesis:
     delta_hu: float
 
 
-def lesion_texture(shape: Sequence[int], spacing: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+def lesion_texture(shape: Sequence[int], spacing: Sequence[float] | np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The recipe's texture (``get_texture``): values in [0, 1] with a mean near 0.5-0.55."""
     spacing = np.asarray(spacing, dtype=np.float64)
     a = ndimage.gaussian_filter(rng.uniform(0.0, 1.0, shape).astype(np.float32), rng.uniform(3.0, 15.0) / spacing)
@@ -332,7 +332,7 @@ def synthesize_lesions(
     image: np.ndarray,
     organ_labels: np.ndarray,
     finding: str,
-    spacing: Sequence[float],
+    spacing: Sequence[float] | np.ndarray,
     rng: np.random.Generator,
     *,
     units_per_hu: float = 1.0,
@@ -587,4 +587,4 @@ def _spacing_of(image: Any) -> tuple[float, float, float]:
     if affine is None:
         return (1.0, 1.0, 1.0)
     matrix = np.asarray(_numpy(affine), dtype=np.float64)[:3, :3]
-    return tuple(float(v) for v in np.linalg.norm(matrix, axis=0))
+    return cast(tuple[float, float, float], tuple(float(v) for v in np.linalg.norm(matrix, axis=0)))

@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,6 +26,9 @@ from .features import EncoderFeatures, encode_with_features
 from .heads import DiffuGTSHeads
 from .inpainting import InpaintingMode, latent_inpaint, latent_region
 from .residual import feature_residuals
+
+if TYPE_CHECKING:
+    from monai.apps.generation.maisi.networks.autoencoderkl_maisi import AutoencoderKlMaisi
 
 __all__ = ["FrozenFoundation", "PatchSettings", "PatchOutputs", "pseudo_healthy_inputs", "segment_patch"]
 
@@ -40,7 +43,7 @@ def _no_timer(stage: str) -> AbstractContextManager[None]:
 class FrozenFoundation:
     """The frozen VAE and diffusion UNet of a profile, their scheduler and latent scale factor."""
 
-    vae: torch.nn.Module
+    vae: AutoencoderKlMaisi
     unet: torch.nn.Module
     scheduler: Any
     scale_factor: float
@@ -123,7 +126,7 @@ class PatchOutputs:
         region: what was regenerated: the coarse mask, or everything for direct generation.
         pseudo_healthy: the pseudo-healthy image in [0, 1] (the patch itself where nothing was
             inpainted).
-        residuals: the feature residuals per level, upsampled to the patch grid.
+        residuals: the feature residuals, one channel per level, upsampled to the patch grid.
         probability: the refiner's tumor probability (confined to the coarse mask when set);
             None from :func:`pseudo_healthy_inputs`.
     """
@@ -132,7 +135,7 @@ class PatchOutputs:
     coarse: torch.Tensor
     region: torch.Tensor
     pseudo_healthy: torch.Tensor
-    residuals: list[torch.Tensor]
+    residuals: torch.Tensor
     probability: torch.Tensor | None = None
 
 

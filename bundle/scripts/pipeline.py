@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -51,6 +51,9 @@ from .preprocessing import (
 )
 from .residual import bounding_box, postprocess_mask
 from .text import PromptBuilder, PromptEmbedding, PromptSet, SentenceEncoder
+
+if TYPE_CHECKING:
+    from monai.apps.generation.maisi.networks.autoencoderkl_maisi import AutoencoderKlMaisi
 
 __all__ = ["PipelineConfig", "SegmentationResult", "PipelineOutput", "DiffuGTSPipeline", "build_pipeline", "WEIGHT_FILES"]
 
@@ -201,7 +204,7 @@ class PipelineConfig:
             confine_to_coarse_mask=_boolean("confine_to_coarse_mask", self.confine_to_coarse_mask),
             min_tumor_volume_ml=_number("min_tumor_volume_ml", self.min_tumor_volume_ml, ">= 0", lambda v: v >= 0),
             overlap=_number("overlap", self.overlap, "in [0, 1)", lambda v: 0.0 <= v < 1.0),
-            patch_size=tuple(int(p) for p in patch),
+            patch_size=(int(patch[0]), int(patch[1]), int(patch[2])),
             working_spacing=spacing,
             seed=_integer("seed", self.seed, ">= 0", 0),
             memory_budget_gb=budget,
@@ -268,7 +271,7 @@ class DiffuGTSPipeline:
         self,
         *,
         profile: str | FoundationProfile,
-        vae: torch.nn.Module,
+        vae: AutoencoderKlMaisi,
         unet: torch.nn.Module,
         scale_factor: float,
         heads: DiffuGTSHeads,
@@ -295,6 +298,7 @@ class DiffuGTSPipeline:
     def patch_settings(self) -> PatchSettings:
         """The patch step's knobs, from the validated config."""
         c = self.config
+        assert c.coarse_threshold is not None and c.num_steps is not None  # validated() filled them in
         return PatchSettings(
             coarse_threshold=c.coarse_threshold,
             coarse_dilation=c.coarse_dilation,
@@ -317,6 +321,7 @@ class DiffuGTSPipeline:
         """
         if min(int(n) for n in shape) < 1:
             raise UserError(f"the volume has a zero-size dimension: shape {tuple(int(n) for n in shape)}")
+        assert self.config.patch_size is not None  # validated() filled it in
         return check_memory_budget(
             shape,
             spacing,
@@ -370,8 +375,9 @@ class DiffuGTSPipeline:
             working = geometry(normalize_intensity(volume, window))
         with timer("text"):
             embeddings = [self.text_encoder.embed_prompt(p) for p in prompt_sets]
-        working_spacing = tuple(float(s) for s in working.pixdim.tolist())
+        working_spacing = cast(tuple[float, float, float], tuple(float(s) for s in working.pixdim.tolist()))  # three: the volume is 3D
         patch = _PatchSegmenter(self, embeddings, modality, working_spacing, timer)
+        assert self.config.patch_size is not None  # validated() filled it in
         roi = tuple(min(p, s) for p, s in zip(self.config.patch_size, working.shape[1:]))
         inferer = SlidingWindowInferer(roi_size=roi, sw_batch_size=1, overlap=self.config.overlap, mode="gaussian", progress=self.config.progress)
         logger.info(
@@ -383,7 +389,8 @@ class DiffuGTSPipeline:
             len(prompt_list),
         )
         with _autocast(self.device):
-            outputs = inferer(working.as_tensor()[None].to(self.device), patch)
+            # _PatchSegmenter returns a dict of tensors, so the inferer does too.
+            outputs = cast(dict[str, torch.Tensor], inferer(working.as_tensor()[None].to(self.device), patch))
         with timer("postprocessing"):
             input_spacing = tuple(np.linalg.norm(volume.affine.numpy()[:3, :3], axis=0))
             maps = self.config.maps
@@ -475,6 +482,7 @@ class _PatchSegmenter:
                 generator=generator,
                 timer=timer,
             )
+            assert step.probability is not None  # segment_patch always sets it
             outputs[f"probability_{index}"] = step.probability
             outputs[f"aova_{index}"] = step.aova_map.float()
             outputs[f"pseudo_healthy_{index}"] = step.pseudo_healthy.float()

@@ -24,7 +24,7 @@ import difflib
 import inspect
 import logging
 import os
-from typing import Any
+from typing import Any, cast
 
 from monai.bundle import ConfigParser
 from monai.bundle.config_parser import ID_SEP_KEY
@@ -102,7 +102,8 @@ def active_parser() -> ConfigParser:
 
 def _declared_keys(bundle_root: str, configs: tuple[str, ...]) -> set[str]:
     keys = {"_meta_"}  # the metadata MONAI merges in
-    for tracking in DEFAULT_EXP_MGMT_SETTINGS.values():  # what ``--tracking mlflow`` adds
+    # MONAI's settings dicts are unannotated (inferred as dict[str, object]).
+    for tracking in cast(dict[str, dict[str, Any]], DEFAULT_EXP_MGMT_SETTINGS).values():  # what ``--tracking mlflow`` adds
         keys |= set(tracking.get("configs", {}))
         keys |= {ids[part].split("#")[0] for ids in tracking.get("handlers_id", {}).values() for part in ("id", "handlers")}
     for name in configs:

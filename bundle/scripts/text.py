@@ -199,7 +199,9 @@ class SentenceEncoder:
 
     @property
     def dimension(self) -> int:
-        return int(self._model.get_embedding_dimension())
+        dimension = self._model.get_embedding_dimension()
+        assert dimension is not None, "the text encoder has no fixed embedding size"
+        return int(dimension)
 
     @torch.no_grad()
     def encode(self, sentences: Sequence[str]) -> torch.Tensor:

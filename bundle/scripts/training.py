@@ -20,9 +20,9 @@ from __future__ import annotations
 import copy
 import logging
 import random
-from collections.abc import Hashable, Mapping
+from collections.abc import Collection, Hashable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -48,6 +48,9 @@ from .method import FrozenFoundation, PatchSettings, pseudo_healthy_inputs
 from .preprocessing import Modality, VolumeGeometry, as_volume, intensity_window, normalize_intensity
 from .text import PromptBuilder, SentenceEncoder
 from .training_handlers import LossHistory  # noqa: F401  (configs name it as scripts.training.LossHistory)
+
+if TYPE_CHECKING:
+    from monai.apps.generation.maisi.networks.autoencoderkl_maisi import AutoencoderKlMaisi
 
 __all__ = [
     "PrepareVolumed",
@@ -92,7 +95,7 @@ class PrepareVolumed(MapTransform):
             nearest neighbour but not binarised.
     """
 
-    def __init__(self, keys: KeysCollection, profile: str = "mini", modality_key: str = "modality", label_maps: KeysCollection = ()) -> None:
+    def __init__(self, keys: KeysCollection, profile: str = "mini", modality_key: str = "modality", label_maps: str | Collection[Hashable] = ()) -> None:
         super().__init__(keys)
         self.profile = get_profile(profile)
         self.modality_key = modality_key
@@ -167,7 +170,7 @@ class LatentMeanAutoencoder(nn.Module):
     The wrapped ``vae`` is what gets saved (its keys are the official ones).
     """
 
-    def __init__(self, vae: nn.Module) -> None:
+    def __init__(self, vae: AutoencoderKlMaisi) -> None:
         super().__init__()
         self.vae = vae
 
@@ -232,12 +235,12 @@ class VAEIteration:
 
 
 @torch.no_grad()
-def latent_scale_factor(vae: nn.Module, images: torch.Tensor) -> float:
+def latent_scale_factor(vae: AutoencoderKlMaisi, images: torch.Tensor) -> float:
     """MAISI's scale factor: 1 / std of the latents, so diffusion works on unit-variance latents."""
     return float(1.0 / vae.encode_stage_2_inputs(images).flatten().std())
 
 
-def latent_scale_factor_of(vae: nn.Module, dataset: Any, device: torch.device | str, count: int = 8) -> float:
+def latent_scale_factor_of(vae: AutoencoderKlMaisi, dataset: Any, device: torch.device | str, count: int = 8) -> float:
     """:func:`latent_scale_factor` over the first ``count`` items of a training dataset."""
     images = torch.cat([torch.as_tensor(dataset[i]["image"])[None] for i in range(min(count, len(dataset)))])
     value = latent_scale_factor(vae, images.to(device))
@@ -245,7 +248,7 @@ def latent_scale_factor_of(vae: nn.Module, dataset: Any, device: torch.device | 
     return value
 
 
-def load_frozen_vae(profile: str, path: str | Path, device: torch.device | str) -> nn.Module:
+def load_frozen_vae(profile: str, path: str | Path, device: torch.device | str) -> AutoencoderKlMaisi:
     """The profile's VAE with trained weights, frozen: the input of the later stages."""
     vae = build_vae(profile, device)
     load_vae_weights(vae, path)
@@ -271,7 +274,7 @@ class DiffusionIteration:
     image patches (``image``), which are then encoded here.
     """
 
-    def __init__(self, vae: nn.Module | None, scheduler: Any, scale_factor: float) -> None:
+    def __init__(self, vae: AutoencoderKlMaisi | None, scheduler: Any, scale_factor: float) -> None:
         self.vae = vae.eval().requires_grad_(False) if vae is not None else None
         self.scheduler = scheduler
         self.scale_factor = float(scale_factor)
@@ -364,7 +367,7 @@ def _dice_where_positive(dice: DiceLoss, prediction: torch.Tensor, target: torch
 class AOVAIteration:
     """Dice + BCE of the AOVA map (``engine.network`` is :class:`DiffuGTSHeads`, possibly DDP-wrapped)."""
 
-    def __init__(self, vae: nn.Module, text_encoder: SentenceEncoder, misleading_rate: float = 0.3, seed: int = 0) -> None:
+    def __init__(self, vae: AutoencoderKlMaisi, text_encoder: SentenceEncoder, misleading_rate: float = 0.3, seed: int = 0) -> None:
         self.vae = vae.eval().requires_grad_(False)
         self.sampler = _PromptSampler(text_encoder, misleading_rate, seed)
         self.dice = DiceLoss(smooth_nr=1e-3, smooth_dr=1e-3)
@@ -388,7 +391,7 @@ class RefinerIteration:
 
     def __init__(
         self,
-        vae: nn.Module,
+        vae: AutoencoderKlMaisi,
         unet: nn.Module,
         scheduler: Any,
         scale_factor: float,
@@ -466,13 +469,13 @@ def _weights_to_ship(network: nn.Module, best: str | Path | None, path: str | Pa
     if best is not None and Path(best).is_file():
         logger.info("saving the weights best on validation (%s) to %s", best, path)
         return torch.load(best, map_location="cpu", weights_only=True)
-    module = network.module if hasattr(network, "module") else network
+    module = cast(nn.Module, network.module) if hasattr(network, "module") else network  # DDP wraps it in .module
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
 
 def save_diffusion_checkpoint(network: nn.Module, scale_factor: float, path: str | Path, best: str | Path | None = None) -> None:
     """Save the (unwrapped) UNet in the official MAISI diffusion format: the weights best on the
     inpainting validation when the stage kept them (``best``), else its last weights."""
-    module = copy.deepcopy(network.module if hasattr(network, "module") else network).cpu()
+    module = copy.deepcopy(cast(nn.Module, network.module) if hasattr(network, "module") else network).cpu()
     module.load_state_dict(_weights_to_ship(network, best, path))
     save_diffusion_weights(module, scale_factor, path)

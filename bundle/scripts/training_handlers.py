@@ -22,13 +22,16 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 
 from .atomic import atomic_write
 from .foundation import atomic_save
+
+if TYPE_CHECKING:
+    from monai.apps.generation.maisi.networks.autoencoderkl_maisi import AutoencoderKlMaisi
 
 __all__ = [
     "latest_checkpoint",
@@ -82,7 +85,7 @@ class ResumeFromLatest:
         for old in self.directory.glob(f"{self.prefix}_checkpoint_epoch=*.pt"):
             if old != path:
                 old.unlink()
-        CheckpointLoader(load_path=str(path), load_dict=self.load_dict, map_location="cpu").attach(engine)
+        CheckpointLoader(load_path=str(path), load_dict=self.load_dict, map_location="cpu").attach(engine)  # type: ignore[arg-type]  # MONAI hints a dict; torch.load takes "cpu"
         from ignite.engine import Events
 
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._drop_superseded)
@@ -170,7 +173,7 @@ class _ValidationCurve:
 
     def _flush(self, improved: bool) -> None:
         if improved and self.best_path is not None:
-            module = self.network.module if hasattr(self.network, "module") else self.network
+            module = cast(torch.nn.Module, self.network.module) if hasattr(self.network, "module") else self.network  # DDP wraps it in .module
             atomic_save({k: v.detach().cpu() for k, v in module.state_dict().items()}, self.best_path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"validation": self.records}
@@ -356,7 +359,7 @@ class InpaintingHistory(_ValidationCurve):
         best_path: str | Path | None,
         epoch_length: int,
         dataset: Any,
-        vae: torch.nn.Module,
+        vae: AutoencoderKlMaisi,
         scheduler: Any,
         scale_factor: float,
         interval: int = 10,
@@ -376,7 +379,7 @@ class InpaintingHistory(_ValidationCurve):
         from .inpainting_gate import OUTSIDE_ERROR_RATIO, gate_passed, inpainting_effect
         from .method import FrozenFoundation
 
-        module = self.network.module if hasattr(self.network, "module") else self.network
+        module = cast(torch.nn.Module, self.network.module) if hasattr(self.network, "module") else self.network  # DDP wraps it in .module
         device = next(module.parameters()).device
         foundation = FrozenFoundation(self.vae, module, self.scheduler, self.scale_factor)
         module.eval()
