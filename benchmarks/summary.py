@@ -66,7 +66,7 @@ def provenance() -> dict[str, Any]:
     import torch
 
     sys.path.insert(0, str(ROOT / "bundle"))
-    from scripts.foundation import file_sha256
+    from scripts.checkpoints import file_sha256
 
     models = ROOT / "bundle" / "models" / "mini"
     return {

@@ -23,7 +23,8 @@ from monai.data import load_decathlon_datalist  # noqa: E402
 from monai.inferers import SlidingWindowInferer  # noqa: E402
 from monai.transforms import LoadImage  # noqa: E402
 
-from scripts.foundation import build_vae, load_vae_weights  # noqa: E402
+from scripts.checkpoints import load_vae_weights
+from scripts.foundation import build_vae  # noqa: E402
 from scripts.training import PrepareVolumed  # noqa: E402
 
 

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from .aova import AOVAHead
-from .foundation import FoundationProfile, get_profile, load_state_dict_strict, read_checkpoint
+from .checkpoints import load_state_dict_strict, read_checkpoint
+from .foundation import FoundationProfile, get_profile
 from .residual import ResidualRefiner
 
 __all__ = ["DiffuGTSHeads", "DiffuGTSNetwork", "heads_for_profile", "network_for_profile", "load_heads_weights"]

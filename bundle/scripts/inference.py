@@ -38,8 +38,8 @@ from nibabel.spatialimages import SpatialImage
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write
+from .checkpoints import file_sha256
 from .errors import UserError
-from .foundation import file_sha256
 from .lesion_measurements import measure_lesions
 from .metrics import DEFAULT_NSD_TOLERANCE_MM, dice_score, false_positive_volume_ml, normalized_surface_dice
 from .output_staging import StagedOutputs, stop_on_signals

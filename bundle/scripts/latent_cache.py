@@ -23,7 +23,8 @@ from monai.config import KeysCollection
 from monai.inferers import SlidingWindowInferer
 from monai.transforms import MapTransform
 
-from .foundation import file_sha256, get_profile
+from .checkpoints import file_sha256
+from .foundation import get_profile
 
 if TYPE_CHECKING:
     from monai.apps.generation.maisi.networks.autoencoderkl_maisi import AutoencoderKlMaisi

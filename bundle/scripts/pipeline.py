@@ -24,19 +24,9 @@ import numpy as np
 import torch
 from monai.inferers import SlidingWindowInferer
 
+from .checkpoints import file_sha256, load_diffusion_weights, load_vae_weights
 from .errors import UserError
-from .foundation import (
-    FoundationProfile,
-    build_diffusion_unet,
-    build_scheduler,
-    build_vae,
-    file_sha256,
-    get_profile,
-    load_diffusion_weights,
-    load_vae_weights,
-    modality_class_label,
-    spacing_condition,
-)
+from .foundation import FoundationProfile, build_diffusion_unet, build_scheduler, build_vae, get_profile, modality_class_label, spacing_condition
 from .heads import DiffuGTSHeads, heads_for_profile, load_heads_weights
 from .inpainting import InpaintingMode
 from .memory_budget import check_memory_budget

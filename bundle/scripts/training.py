@@ -32,17 +32,9 @@ from monai.losses import DiceLoss
 from monai.transforms import MapTransform
 from torch import nn
 
+from .checkpoints import atomic_save, load_diffusion_weights, load_vae_weights, save_diffusion_weights
 from .features import encode_with_features
-from .foundation import (
-    atomic_save,
-    build_diffusion_unet,
-    build_vae,
-    get_profile,
-    load_diffusion_weights,
-    load_vae_weights,
-    modality_class_label,
-    save_diffusion_weights,
-)
+from .foundation import build_diffusion_unet, build_vae, get_profile, modality_class_label
 from .heads import DiffuGTSHeads, load_heads_weights
 from .method import FrozenFoundation, PatchSettings, pseudo_healthy_inputs
 from .preprocessing import Modality, VolumeGeometry, as_volume, intensity_window, normalize_intensity

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_write
-from .foundation import atomic_save
+from .checkpoints import atomic_save
 
 if TYPE_CHECKING:
     from monai.apps.generation.maisi.networks.autoencoderkl_maisi import AutoencoderKlMaisi

@@ -4,7 +4,8 @@ profile-sized construction, and strict loading that names a wrong file."""
 import pytest
 import torch
 
-from scripts.foundation import CheckpointError, get_profile
+from scripts.checkpoints import CheckpointError
+from scripts.foundation import get_profile
 from scripts.heads import DiffuGTSHeads, DiffuGTSNetwork, heads_for_profile, load_heads_weights, network_for_profile
 
 CHANNELS = (4, 8, 8)

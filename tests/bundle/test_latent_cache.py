@@ -4,7 +4,8 @@ folder per VAE weights, and latent crops that cover the image patch."""
 import pytest
 import torch
 
-from scripts.foundation import build_vae, save_vae_weights
+from scripts.checkpoints import save_vae_weights
+from scripts.foundation import build_vae
 from scripts.latent_cache import EncodeLatentd, latent_cache_dir, latent_patch_size, latent_scale_factor_of_latents
 
 

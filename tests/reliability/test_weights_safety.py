@@ -13,7 +13,7 @@ import pytest
 import torch
 from bad_inputs import malicious_checkpoint
 
-from scripts.foundation import CheckpointError, read_checkpoint
+from scripts.checkpoints import CheckpointError, read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT_CODE = [ROOT / "bundle" / "scripts", ROOT / "operators", ROOT / "app", ROOT / "tools", ROOT / "benchmarks"]
