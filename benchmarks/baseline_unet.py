@@ -48,8 +48,10 @@ from monai.bundle import ConfigParser  # noqa: E402
 from monai.inferers import SlidingWindowInferer  # noqa: E402
 from monai.transforms import LoadImage  # noqa: E402
 
+from scripts.evaluation import case_scores  # noqa: E402
+from scripts.evaluation import summarize as summarize_cases  # noqa: E402
 from scripts.foundation import get_profile  # noqa: E402
-from scripts.metrics import dice_score, false_positive_volume_ml, normalized_surface_dice  # noqa: E402
+from scripts.metrics import dice_score  # noqa: E402
 from scripts.preprocessing import Modality, VolumeGeometry, as_volume, intensity_window, normalize_intensity  # noqa: E402
 
 __all__ = ["METHOD", "DEFAULT_WEIGHTS", "train", "build_network", "decision_threshold", "choose_threshold", "best_threshold", "evaluate", "summarize"]
@@ -206,12 +208,7 @@ def evaluate(datalist: dict[str, Any], weights: Path, output: Path, nsd_toleranc
                 "category": entry["category"],
                 "prompt": entry.get("prompt"),
                 "seconds": time.perf_counter() - start,
-                METHOD: {
-                    "dsc": dice_score(prediction, reference),
-                    "nsd": normalized_surface_dice(prediction, reference, spacing, nsd_tolerance_mm),
-                    "false_positive_ml": false_positive_volume_ml(prediction, reference, spacing),
-                    "foreground_free": not bool(prediction.any()),
-                },
+                METHOD: case_scores(prediction, reference, spacing, nsd_tolerance_mm),
             }
         )
     payload = {"nsd_tolerance_mm": nsd_tolerance_mm, "weights": str(weights), "threshold": threshold, "per_category": summarize(per_case), "per_case": per_case}
@@ -222,18 +219,7 @@ def evaluate(datalist: dict[str, Any], weights: Path, output: Path, nsd_toleranc
 
 def summarize(per_case: list[dict[str, Any]], method: str = METHOD) -> dict[str, Any]:
     """Mean and std per category, in the bundle's ``metrics.json`` layout."""
-    categories: dict[str, list[dict[str, Any]]] = {}
-    for row in per_case:
-        categories.setdefault(row["category"], []).append(row)
-    summary = {}
-    for category, rows in sorted(categories.items()):
-        stats: dict[str, Any] = {
-            metric: {"mean": float(np.mean([r[method][metric] for r in rows])), "std": float(np.std([r[method][metric] for r in rows]))}
-            for metric in ("dsc", "nsd", "false_positive_ml")
-        }
-        stats["foreground_free_rate"] = float(np.mean([r[method]["foreground_free"] for r in rows]))
-        summary[category] = {"n": len(rows), method: stats}
-    return summary
+    return summarize_cases(per_case, [method])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,8 +40,9 @@ from tqdm.auto import tqdm
 from .atomic import atomic_write
 from .checkpoints import file_sha256
 from .errors import UserError
+from .evaluation import case_scores, metrics_markdown, summarize
 from .lesion_measurements import measure_lesions
-from .metrics import DEFAULT_NSD_TOLERANCE_MM, dice_score, false_positive_volume_ml, normalized_surface_dice
+from .metrics import DEFAULT_NSD_TOLERANCE_MM
 from .output_staging import StagedOutputs, stop_on_signals
 from .pipeline import DiffuGTSPipeline, PipelineOutput
 from .preprocessing import Modality, plausibility_warnings
@@ -67,6 +68,8 @@ SAVABLE_MAPS = ("probability", "aova_map", "pseudo_healthy")
 _SCALED_UINT8 = ("probability", "aova_map")
 #: Output files compressed at the same time (at most one per core).
 _WRITE_THREADS = min(4, os.cpu_count() or 1)
+#: The evaluation's methods: the final mask and the AOVA map alone (the paper's ablation).
+METHOD_LABELS = {"full": "DiffuGTS", "aova_only": "AOVA map alone"}
 
 
 def _stored(key: str, array: np.ndarray) -> tuple[np.ndarray, Any]:
@@ -512,14 +515,10 @@ class BundleRunner:
         if reference.shape != result.mask.shape:
             raise UserError(f"label {case.label} has shape {reference.shape}, image has {result.mask.shape}")
         spacing = tuple(float(s) for s in np.linalg.norm(output.affine[:3, :3], axis=0))
-        scores = {}
-        for method, prediction in (("full", result.mask), ("aova_only", result.aova_map > pipeline.config.coarse_threshold)):
-            scores[method] = {
-                "dsc": dice_score(prediction, reference),
-                "nsd": normalized_surface_dice(prediction, reference, spacing, self.nsd_tolerance_mm),
-                "false_positive_ml": false_positive_volume_ml(prediction, reference, spacing),
-                "foreground_free": not bool(np.any(prediction)),
-            }
+        scores = {
+            method: case_scores(prediction, reference, spacing, self.nsd_tolerance_mm)
+            for method, prediction in (("full", result.mask), ("aova_only", result.aova_map > pipeline.config.coarse_threshold))
+        }
         return {
             "category": case.category or result.prompt.finding or result.prompt.prompt,
             "prompt": result.prompt.prompt,
@@ -529,32 +528,9 @@ class BundleRunner:
 
     def _write_metrics(self) -> None:
         per_case = [{"case": r["case"], **r["metrics"]} for r in self.reports]
-        categories: dict[str, list[dict[str, Any]]] = {}
-        for row in per_case:
-            categories.setdefault(row["category"], []).append(row)
-        summary: dict[str, dict[str, Any]] = {}
-        for category, rows in sorted(categories.items()):
-            summary[category] = {"n": len(rows)}
-            for method in ("full", "aova_only"):
-                summary[category][method] = {
-                    metric: {
-                        "mean": float(np.mean([r[method][metric] for r in rows])),
-                        "std": float(np.std([r[method][metric] for r in rows])),
-                    }
-                    for metric in ("dsc", "nsd", "false_positive_ml")
-                }
-                summary[category][method]["foreground_free_rate"] = float(np.mean([r[method]["foreground_free"] for r in rows]))
+        summary = summarize(per_case, list(METHOD_LABELS))
         payload = {"nsd_tolerance_mm": self.nsd_tolerance_mm, "per_category": summary, "per_case": per_case}
         self._write(self.output_dir / "metrics.json", _json_writer(payload))
-        lines = [
-            f"| category | method | n | DSC | NSD ({self.nsd_tolerance_mm:g} mm) | false-positive mL | cases without foreground |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for category, row in summary.items():
-            for method, label in (("full", "DiffuGTS"), ("aova_only", "AOVA map alone")):
-                cells = [f"{row[method][m]['mean']:.3f} ± {row[method][m]['std']:.3f}" for m in ("dsc", "nsd", "false_positive_ml")]
-                free = f"{100 * row[method]['foreground_free_rate']:.0f}%"
-                lines.append(f"| {category} | {label} | {row['n']} | " + " | ".join(cells) + f" | {free} |")
-        text = "\n".join(lines) + "\n"
+        text = metrics_markdown(summary, METHOD_LABELS, self.nsd_tolerance_mm)
         self._write(self.output_dir / "metrics.md", lambda t: Path(t).write_text(text, encoding="utf-8"))
         logger.info("evaluation:\n%s", text)
