@@ -332,7 +332,6 @@ class DiffuGTSPipeline:
         prompts: str | Sequence[str],
         spacing: Sequence[float] | None = None,
         affine: np.ndarray | None = None,
-        organ_mask: np.ndarray | None = None,
     ) -> PipelineOutput:
         """Segment what each prompt names.
 
@@ -343,8 +342,6 @@ class DiffuGTSPipeline:
             prompts: one prompt or several, e.g. ``"liver tumor"``.
             spacing: voxel size in mm (when no affine is given).
             affine: 4x4 voxel-to-world RAS matrix.
-            organ_mask: optional mask of the prompted organ on the input grid; foreground outside
-                it is removed.
 
         Raises:
             ValueError: bad volume, modality, prompt or geometry (the message says which).
@@ -358,8 +355,6 @@ class DiffuGTSPipeline:
         with timer("preprocessing"):
             volume = as_volume(image, spacing=spacing, affine=affine)
             self.check_memory(volume.shape[1:], volume.pixdim.tolist(), modality, len(prompt_sets))
-            if organ_mask is not None and tuple(np.shape(organ_mask)) != tuple(volume.shape[1:]):
-                raise UserError(f"organ mask shape {np.shape(organ_mask)} differs from the image {tuple(volume.shape[1:])}")
             window = intensity_window(volume, modality)
             geometry = VolumeGeometry(working_spacing=self.working_spacing(modality), divisor=self.profile.divisor)
             working = geometry(normalize_intensity(volume, window))
@@ -396,7 +391,6 @@ class DiffuGTSPipeline:
                     input_spacing,
                     threshold=self.config.threshold,
                     min_volume_ml=self.config.min_tumor_volume_ml,
-                    organ_mask=organ_mask,
                 )
                 results.append(
                     SegmentationResult(

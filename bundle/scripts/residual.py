@@ -66,24 +66,20 @@ def postprocess_mask(
     *,
     threshold: float = 0.5,
     min_volume_ml: float = 0.0,
-    organ_mask: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Binary uint8 mask: threshold, optional restriction to the prompted organ, small components removed.
+    """Binary uint8 mask: threshold, then small components removed.
 
     Args:
         probability: tumor probability on the output grid.
         spacing: voxel size in mm (to convert ``min_volume_ml`` to voxels).
         threshold: in (0, 1).
         min_volume_ml: connected components smaller than this are dropped (1 mL = 1000 mm^3).
-        organ_mask: when given, foreground outside it is dropped.
     """
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
     if min_volume_ml < 0:
         raise ValueError(f"min_volume_ml must be >= 0, got {min_volume_ml}")
     mask = probability > threshold
-    if organ_mask is not None:
-        mask &= organ_mask.astype(bool)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     min_voxels = int(math.ceil(min_volume_ml / voxel_ml)) if min_volume_ml > 0 else 0
     if min_voxels > 1 and mask.any():

@@ -37,13 +37,6 @@ def test_postprocess_removes_components_below_the_minimum_volume():
     assert postprocess_mask(probability, (2.0, 2.0, 2.0)).sum() == 126
 
 
-def test_postprocess_restricts_to_the_organ():
-    probability = np.full((4, 4, 4), 0.9, dtype=np.float32)
-    organ = np.zeros((4, 4, 4), dtype=bool)
-    organ[:2] = True
-    assert postprocess_mask(probability, (1, 1, 1), organ_mask=organ).sum() == 32
-
-
 def test_postprocess_rejects_bad_threshold():
     with pytest.raises(ValueError, match="threshold"):
         postprocess_mask(np.zeros((2, 2, 2)), (1, 1, 1), threshold=1.0)
