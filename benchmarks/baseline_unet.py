@@ -3,9 +3,11 @@
 Training is the bundle's (``configs/train.json`` + ``configs/train_baseline.json``): DiceCE with
 batch Dice and a positive weight of 10 in its BCE term, AdamW at 1e-3 with a warm-up and a cosine
 decay, batches of four 48^3 patches taken at random inside 84^3 crops of which one in two is
-centred on a tumor voxel (the gate's fourth recipe; the model card lists the earlier ones),
-lesions also drawn on the fly into the healthy CTs (``RandLesionSynthesisd``), the input re-windowed to -200..300 HU inside the
-network (``scripts.training.HounsfieldWindow``). What each choice fixed, measured on this corpus:
+centred on a tumor voxel, lesions also drawn on the fly into the healthy CTs
+(``RandLesionSynthesisd``), the input re-windowed to -200..300 HU inside the network
+(``scripts.training.HounsfieldWindow``), and since the gate's fifth recipe a second task: the same
+UNet names each voxel's organ (``scripts.organ_auxiliary``; only the tumor channel is evaluated).
+The model card lists the recipes. What each choice fixed, measured on this corpus:
 
 * crops centred on the tumor (MONAI's ``RandCropByPosNegLabeld`` alone) taught the UNet to mark
   the centre of any patch: whole-volume Dice 0.000 after 4000 iterations, its foreground at the
