@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from nibabel.spatialimages import SpatialImage
 
-from .bundle_eval import ROOT, _offline_env
+from .bundle_eval import ROOT, _offline_env, bundle_run_command
 
 sys.path.insert(0, str(ROOT / "bundle"))
 
@@ -67,25 +67,7 @@ PATCH = (48, 48, 48)  # the training patch (train_baseline.json); also the slidi
 
 def train(datalist: Path, iterations: int, baseline_dir: Path = DEFAULT_DIR) -> dict[str, Any]:
     """Train through the bundle; returns the command, wall time and loss summary."""
-    configs = "[" + ",".join(f"'{c}'" for c in CONFIGS) + "]"
-    command = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        configs,
-        "--bundle_root",
-        str(ROOT / "bundle"),
-        "--logging_file",
-        str(ROOT / "bundle/configs/logging.conf"),
-        "--datalist",
-        str(datalist),
-        "--iterations",
-        str(iterations),
-        "--baseline_dir",
-        str(baseline_dir),
-    ]
+    command = bundle_run_command(CONFIGS, "--datalist", str(datalist), "--iterations", str(iterations), "--baseline_dir", str(baseline_dir))
     baseline_dir.mkdir(parents=True, exist_ok=True)
     print(f"[baseline] training {iterations} iterations: {' '.join(command)}", flush=True)
     start = time.perf_counter()

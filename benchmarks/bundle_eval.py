@@ -2,7 +2,7 @@
 
 Every DSC / NSD / false-positive figure of the paper tables comes from the ``metrics.json`` such a
 run writes; this module only builds the command, runs it and reads the results back. Settings
-are those of ``benchmarks/zero_shot.py``: one 128^3 patch per phantom volume (no seams), the
+are those of ``benchmarks.zero_shot``: one 128^3 patch per phantom volume (no seams), the
 bundle's defaults otherwise, plus the run's own overrides (``--num_steps 5``, ...).
 """
 
@@ -40,29 +40,21 @@ class EvalRun:
         return sum(values) / len(values) if values else float("nan")
 
 
+def bundle_run_command(configs: Sequence[Path | str], *arguments: str) -> list[str]:
+    """``python -m monai.bundle run`` of ``configs`` (merged in order), with the bundle's root and
+    logging config, then ``arguments`` (overrides such as ``--datalist X``)."""
+    files = "[" + ",".join(f"'{c}'" for c in configs) + "]"
+    bundle = ROOT / "bundle"
+    return [sys.executable, "-m", "monai.bundle", "run", "--config_file", files, "--bundle_root", str(bundle),
+            "--logging_file", str(bundle / "configs/logging.conf"), *arguments]  # fmt: skip
+
+
 def bundle_command(datalist: Path, output_dir: Path, overrides: Sequence[str] = ()) -> list[str]:
-    configs = f"['{ROOT / 'bundle/configs/inference.json'}','{ROOT / 'bundle/configs/evaluate.json'}']"
-    return [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        configs,
-        "--bundle_root",
-        str(ROOT / "bundle"),
-        "--logging_file",
-        str(ROOT / "bundle/configs/logging.conf"),
-        "--datalist",
-        str(datalist),
-        "--output_dir",
-        str(output_dir),
-        "--patch_size",
-        "[128,128,128]",
-        "--progress",
-        "False",
-        *overrides,
-    ]
+    """The bundle's evaluation (``inference.json`` + ``evaluate.json``) of ``datalist`` into ``output_dir``."""
+    configs = [ROOT / "bundle/configs/inference.json", ROOT / "bundle/configs/evaluate.json"]
+    return bundle_run_command(
+        configs, "--datalist", str(datalist), "--output_dir", str(output_dir), "--patch_size", "[128,128,128]", "--progress", "False", *overrides
+    )
 
 
 def _read_run(name: str, run_dir: Path, overrides: list[str], seconds: float) -> EvalRun:

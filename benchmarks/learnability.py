@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .baseline_unet import CONFIGS, METHOD, choose_threshold, evaluate
-from .bundle_eval import ROOT, _offline_env
+from .bundle_eval import ROOT, _offline_env, bundle_run_command
 
 __all__ = ["GATE_MEAN", "GATE_EACH", "train_run", "gate_verdict", "main"]
 
@@ -41,10 +41,6 @@ SEEN = ("kidney tumor", "colon tumor", "pancreas tumor", "lung tumor", "hepatic 
 #: Checkpoints, curves and weights of the two runs. Committed while a run is under way, so that a
 #: later sitting (on a fresh machine too) resumes it where it stopped.
 WORK = ROOT / "benchmarks" / "runs" / "learnability"
-
-
-def _configs() -> str:
-    return "[" + ",".join(f"'{c}'" for c in CONFIGS) + "]"
 
 
 def _ceiling_datalist(corpus: Path) -> Path:
@@ -72,25 +68,7 @@ def train_run(name: str, datalist: Path, minutes: float, overrides: list[str], w
     if left <= 0.5:
         print(f"[learnability] {name}: its {budget_minutes:g} minutes are spent", flush=True)
         return {"command": None, "wall_seconds_this_sitting": 0.0}
-    command = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        _configs(),
-        "--bundle_root",
-        str(ROOT / "bundle"),
-        "--logging_file",
-        str(ROOT / "bundle/configs/logging.conf"),
-        "--datalist",
-        str(datalist),
-        "--baseline_dir",
-        str(run_dir),
-        "--max_seconds",
-        str(int(left * 60)),
-        *overrides,
-    ]
+    command = bundle_run_command(CONFIGS, "--datalist", str(datalist), "--baseline_dir", str(run_dir), "--max_seconds", str(int(left * 60)), *overrides)
     print(f"[learnability] {name}: {' '.join(command)}", flush=True)
     start = time.perf_counter()
     with open(run_dir / "train.log", "a", encoding="utf-8") as log:

@@ -1,6 +1,6 @@
 """The zero-shot evaluation of the embedded default, through the bundle's evaluation command.
 
-    .venv/bin/python benchmarks/zero_shot.py --corpus .cache/corpus_train --output .cache/zero_shot
+    .venv/bin/python -m benchmarks.zero_shot --corpus .cache/corpus_train --output .cache/zero_shot
 
 Builds one datalist from the corpus's test splits, never from training data:
 
@@ -24,6 +24,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+from .bundle_eval import bundle_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,28 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     datalist = args.output / "zero_shot_datalist.json"
     datalist.write_text(json.dumps(build_datalist(args.corpus, args.limit), indent=2))
-    configs = f"['{ROOT / 'bundle/configs/inference.json'}','{ROOT / 'bundle/configs/evaluate.json'}']"
-    command = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        configs,
-        "--bundle_root",
-        str(ROOT / "bundle"),
-        "--logging_file",
-        str(ROOT / "bundle/configs/logging.conf"),
-        "--datalist",
-        str(datalist),
-        "--output_dir",
-        str(args.output / "eval"),
-        "--patch_size",
-        "[128,128,128]",
-        "--progress",
-        "False",
-        *args.bundle_args,
-    ]
+    command = bundle_command(datalist, args.output / "eval", args.bundle_args)
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     print((args.output / "eval" / "metrics.md").read_text())
