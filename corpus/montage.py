@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from scripts.atomic import atomic_write
-from scripts.preprocessing import Modality
+from scripts.preprocessing import CT_DISPLAY_WINDOW, Modality
 
 from .labels import OrganLabel
 
 __all__ = ["MontagePanel", "panel_from_case", "write_montage", "write_lesion_montage"]
 
-_ABDOMEN_WINDOW = (-160.0, 240.0)
+_ABDOMEN_WINDOW = CT_DISPLAY_WINDOW
 _LUNG_WINDOW = (-1000.0, 300.0)
 
 

@@ -19,9 +19,7 @@ import datetime
 import json
 import logging
 import os
-import platform
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,9 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from monai.deploy.core import Fragment, Operator, OperatorSpec  # noqa: E402
 from pydicom import dcmread  # noqa: E402
+
+from scripts.preprocessing import CT_DISPLAY_WINDOW  # noqa: E402
+from scripts.versions import package_versions as installed_versions  # noqa: E402
 
 from . import __version__  # noqa: E402
 from .app_config import AppConfig  # noqa: E402
@@ -48,7 +49,6 @@ logger = logging.getLogger(__name__)
 
 MONTAGE_FILE_NAME = "diffugts_montage.png"
 PROVENANCE_FILE_NAME = "diffugts_provenance.json"
-CT_WINDOW = (-160.0, 240.0)
 _PACKAGES = ("torch", "monai", "monai-deploy-app-sdk", "holoscan-cu13", "highdicom", "pydicom", "numpy", "sentence-transformers")
 _MASK_COLOURS = ListedColormap([(0, 0, 0, 0), (1.0, 0.1, 0.1, 0.55)])
 
@@ -65,7 +65,7 @@ def montage_slices(masks: np.ndarray, count: int) -> list[int]:
 def display_window(volume: np.ndarray, modality: str) -> tuple[float, float]:
     """Grey-level window: soft tissue for CT, 1st to 99th percentile for MR."""
     if modality == "CT":
-        return CT_WINDOW
+        return CT_DISPLAY_WINDOW
     low, high = np.percentile(volume, [1, 99])
     return float(low), float(max(high, low + 1e-3))
 
@@ -107,13 +107,7 @@ def render_montage(run: SegmentationRun, path: Path, count: int) -> list[int]:
 
 def package_versions() -> dict[str, str | None]:
     """Installed versions of the packages that shape the result."""
-    versions: dict[str, str | None] = {"diffugts-deploy": __version__, "python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return {"diffugts-deploy": __version__, **installed_versions(_PACKAGES)}
 
 
 def provenance_record(

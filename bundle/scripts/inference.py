@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -27,11 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-import monai
 import nibabel as nib
 import numpy as np
 import psutil
-import torch
 from monai.data import load_decathlon_datalist
 from monai.transforms import LoadImage
 from nibabel.spatialimages import SpatialImage
@@ -47,6 +44,7 @@ from .output_staging import StagedOutputs, stop_on_signals
 from .pipeline import DiffuGTSPipeline, PipelineOutput
 from .preprocessing import Modality, plausibility_warnings
 from .text import validate_prompt
+from .versions import package_versions
 
 __all__ = ["Case", "build_cases", "BundleRunner", "OUTPUT_SUFFIXES", "SAVABLE_MAPS", "parse_save_maps", "pipeline_maps"]
 
@@ -265,16 +263,6 @@ def _orientation_problem(header: Any) -> str | None:
     if qform_code > 0:
         return None
     return "it has neither an sform nor a qform (both codes are 0)"
-
-
-def software_versions() -> dict[str, str]:
-    return {
-        "monai": monai.__version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "nibabel": nib.__version__,
-        "python": platform.python_version(),
-    }
 
 
 class BundleRunner:
@@ -496,7 +484,7 @@ class BundleRunner:
             "device": str(pipeline.device),
             "config": {k: (v.value if hasattr(v, "value") else v) for k, v in vars(pipeline.config).items()},
             "bundle_version": self.bundle_version,
-            "versions": software_versions(),
+            "versions": package_versions(("monai", "torch", "numpy", "nibabel")),
             "stage_seconds": dict(output.stage_seconds),
             "prompts": prompts,
             "intended_use": "research only; not for clinical decisions",

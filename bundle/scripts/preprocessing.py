@@ -78,6 +78,9 @@ class IntensityWindow:
 
 #: CT window: -1000 HU (air) to 1000 HU (dense bone) maps to [0, 1].
 CT_WINDOW = IntensityWindow(-1000.0, 1000.0)
+#: Soft-tissue display window (HU) of the pictures a reader sees (montages, reports): not the
+#: pipeline's input window above.
+CT_DISPLAY_WINDOW = (-160.0, 240.0)
 #: MR window: 0th to 99.5th percentile of the volume maps to [0, 1].
 MR_PERCENTILES = (0.0, 99.5)
 

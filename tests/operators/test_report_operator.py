@@ -6,7 +6,6 @@ import pytest
 from PIL import Image as PILImage
 
 from operators.report_operator import (
-    CT_WINDOW,
     HTML_REPORT_FILE_NAME,
     MONTAGE_FILE_NAME,
     PROVENANCE_FILE_NAME,
@@ -39,7 +38,7 @@ def test_montage_shows_the_slices_holding_the_masks():
 
 def test_display_window_is_soft_tissue_for_ct_and_percentiles_for_mr():
     volume = np.linspace(0, 1000, 1001)
-    assert display_window(volume, "CT") == CT_WINDOW
+    assert display_window(volume, "CT") == (-160.0, 240.0)
     low, high = display_window(volume, "MR")
     assert low == pytest.approx(10) and high == pytest.approx(990)
 
