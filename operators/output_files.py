@@ -1,4 +1,5 @@
-"""An output file appears whole or not at all: it is written under a temporary name and renamed.
+"""An output file appears whole or not at all (``scripts.atomic``), and a file-system failure is
+one error line naming the file.
 
 (The set of one run's outputs is committed together by ``scripts.output_staging``.)
 """
@@ -10,6 +11,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from scripts import atomic
 from scripts.errors import UserError
 
 __all__ = ["atomic_path"]
@@ -17,25 +19,17 @@ __all__ = ["atomic_path"]
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it to ``path`` when the block succeeds.
-
-    A reader (a PACS bridge polling the folder, a user) never sees a half-written file, and a
-    failure leaves nothing behind. A file-system failure (disk full, folder removed meanwhile)
-    becomes a ``UserError`` naming the file.
+    """``scripts.atomic.atomic_path`` in a folder created if missing; a file-system failure (disk
+    full, folder removed meanwhile, a file where the folder should be) becomes a ``UserError``.
 
     Example:
         >>> with atomic_path(tmp / "report.json") as partial:   # doctest: +SKIP
         ...     partial.write_text("{}")
     """
     path = Path(path)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        yield partial
-        os.replace(partial, path)
+        with atomic.atomic_path(path) as partial:
+            yield partial
     except OSError as error:
         raise UserError(f"cannot write {path}: {error.strerror or error}") from None
-    finally:
-        # NotADirectoryError too: when the parent is a file the partial never existed.
-        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-            partial.unlink()

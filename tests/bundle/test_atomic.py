@@ -37,3 +37,16 @@ def test_a_failing_writer_leaves_the_previous_file_and_no_temporary(tmp_path):
         atomic_write(target, fail)
     assert target.read_text() == "previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_the_context_manager_form_renames_on_success_and_cleans_up_on_failure(tmp_path):
+    from scripts.atomic import atomic_path
+
+    with atomic_path(tmp_path / "seg.dcm") as partial:
+        assert partial.name.startswith(".seg.dcm.") and partial.suffix == ".dcm"
+        partial.write_bytes(b"whole")
+    assert (tmp_path / "seg.dcm").read_bytes() == b"whole"
+    with pytest.raises(ValueError), atomic_path(tmp_path / "seg.dcm") as partial:
+        partial.write_bytes(b"half")
+        raise ValueError
+    assert (tmp_path / "seg.dcm").read_bytes() == b"whole" and sorted(p.name for p in tmp_path.iterdir()) == ["seg.dcm"]
