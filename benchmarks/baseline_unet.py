@@ -50,13 +50,15 @@ from monai.bundle import ConfigParser  # noqa: E402
 from monai.inferers import SlidingWindowInferer  # noqa: E402
 from monai.transforms import LoadImage  # noqa: E402
 
-from scripts.evaluation import case_scores  # noqa: E402
-from scripts.evaluation import summarize as summarize_cases  # noqa: E402
+from scripts.evaluation import (
+    case_scores,  # noqa: E402
+    summarize,  # noqa: E402
+)
 from scripts.foundation import get_profile  # noqa: E402
 from scripts.metrics import dice_score  # noqa: E402
 from scripts.preprocessing import Modality, VolumeGeometry, as_volume, intensity_window, normalize_intensity  # noqa: E402
 
-__all__ = ["METHOD", "DEFAULT_WEIGHTS", "train", "build_network", "decision_threshold", "choose_threshold", "best_threshold", "evaluate", "summarize"]
+__all__ = ["METHOD", "DEFAULT_WEIGHTS", "train", "build_network", "decision_threshold", "choose_threshold", "best_threshold", "evaluate"]
 
 METHOD = "baseline_unet"
 CONFIGS = [ROOT / "bundle/configs/train.json", ROOT / "bundle/configs/train_baseline.json"]
@@ -195,15 +197,16 @@ def evaluate(datalist: dict[str, Any], weights: Path, output: Path, nsd_toleranc
                 METHOD: case_scores(prediction, reference, spacing, nsd_tolerance_mm),
             }
         )
-    payload = {"nsd_tolerance_mm": nsd_tolerance_mm, "weights": str(weights), "threshold": threshold, "per_category": summarize(per_case), "per_case": per_case}
+    payload = {
+        "nsd_tolerance_mm": nsd_tolerance_mm,
+        "weights": str(weights),
+        "threshold": threshold,
+        "per_category": summarize(per_case, [METHOD]),
+        "per_case": per_case,
+    }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(payload, indent=2))
     return payload
-
-
-def summarize(per_case: list[dict[str, Any]], method: str = METHOD) -> dict[str, Any]:
-    """Mean and std per category, in the bundle's ``metrics.json`` layout."""
-    return summarize_cases(per_case, [method])
 
 
 def main(argv: list[str] | None = None) -> int:

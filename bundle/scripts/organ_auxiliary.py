@@ -60,7 +60,8 @@ class OrganTargetd(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         item = dict(data)
         label = item[self.label_key]
-        organs = torch.as_tensor(item.pop(self.organ_key, torch.full_like(torch.as_tensor(label), IGNORE_ORGAN))).round()
+        organs = item.pop(self.organ_key, None)
+        organs = torch.full_like(torch.as_tensor(label), IGNORE_ORGAN) if organs is None else torch.as_tensor(organs).round()
         if item.get(self.source_key, "phantom") not in self.sources:
             organs = torch.full_like(organs, IGNORE_ORGAN)
         organs = torch.where(organs >= self.organ_classes, torch.full_like(organs, IGNORE_ORGAN), organs)
