@@ -24,6 +24,9 @@ AOVA_ITERATIONS=${AOVA_ITERATIONS:-20000};           AOVA_MINUTES=${AOVA_MINUTES
 REFINER_ITERATIONS=${REFINER_ITERATIONS:-8000};      REFINER_MINUTES=${REFINER_MINUTES:-0}
 VAE_BATCH=${VAE_BATCH:-8}; VAE_PATCH=${VAE_PATCH:-"[32,32,32]"}
 DIFFUSION_BATCH=${DIFFUSION_BATCH:-4}; DIFFUSION_PATCH=${DIFFUSION_PATCH:-"[64,64,64]"}
+# The heads train one prompt per batch; 48^3 patches (the learnability baseline's) hold a larger
+# tumor share than 64^3 and cost half as much per step on one thread (0.65 s against 1.4 s).
+AOVA_PATCH=${AOVA_PATCH:-"[48,48,48]"}
 # Which stages to run, in order; later stages read the earlier stages' weights from $MODELS.
 STAGES=${STAGES:-"vae diffusion aova refiner"}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -55,7 +58,7 @@ for stage in $STAGES; do
         --patch_size "$VAE_PATCH" --batch_size "$VAE_BATCH" --iterations "$VAE_ITERATIONS" --learning_rate 0.0003 ;;
     diffusion) train "$(configs train train_diffusion)" "$DIFFUSION_MINUTES" --datalist "$FOUNDATION" \
         --patch_size "$DIFFUSION_PATCH" --batch_size "$DIFFUSION_BATCH" --iterations "$DIFFUSION_ITERATIONS" --learning_rate 0.0005 ;;
-    aova) train "$(configs train train_aova)" "$AOVA_MINUTES" --datalist "$SEEN" --iterations "$AOVA_ITERATIONS" ;;
+    aova) train "$(configs train train_aova)" "$AOVA_MINUTES" --datalist "$SEEN" --patch_size "$AOVA_PATCH" --iterations "$AOVA_ITERATIONS" ;;
     refiner) train "$(configs train train_aova train_refiner)" "$REFINER_MINUTES" --datalist "$SEEN" --iterations "$REFINER_ITERATIONS" ;;
     *) echo "unknown stage $stage: expected vae, diffusion, aova, refiner" >&2; exit 2 ;;
     esac

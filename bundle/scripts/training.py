@@ -48,6 +48,7 @@ __all__ = [
     "PrepareVolumed",
     "LatentMeanAutoencoder",
     "ReconstructionOf",
+    "AOVAMapOf",
     "HounsfieldWindow",
     "VAEIteration",
     "DiffusionIteration",
@@ -192,6 +193,31 @@ class HounsfieldWindow(nn.Module):
         return self.network(((hu - self.low) / (self.high - self.low)).clamp(0.0, 1.0))
 
 
+class AOVAMapOf(nn.Module):
+    """The AOVA map alone of each item's own prompt, for the AOVA stage's evaluator.
+
+    ``forward(image, prompts)``: ``prompts`` is the batch's list of prompts, which MONAI's
+    ``PrepareBatchExtraInput(extra_keys="prompt")`` passes through the inferer; one prompt serves
+    every window of a sliding-window batch.
+    """
+
+    def __init__(self, heads: nn.Module, vae: AutoencoderKlMaisi, text_encoder: SentenceEncoder) -> None:
+        super().__init__()
+        self.heads, self.vae = heads, vae.eval().requires_grad_(False)
+        self.keys = _PromptKeys(text_encoder)
+
+    def forward(self, image: torch.Tensor, prompts: list[str] | str) -> torch.Tensor:
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if len(prompts) not in (1, len(image)):
+            raise ValueError(f"{len(prompts)} prompts for a batch of {len(image)} images")
+        maps = []
+        for index in range(len(image)):
+            prompt = prompts[index if len(prompts) > 1 else 0]
+            levels = encode_with_features(self.vae, image[index : index + 1]).levels
+            maps.append(self.heads("aova", levels, *self.keys(prompt, image.device)))
+        return torch.cat(maps)
+
+
 class ReconstructionOf(nn.Module):
     """The reconstruction alone of a :class:`LatentMeanAutoencoder`, for an evaluator's inferer."""
 
@@ -297,6 +323,21 @@ class DiffusionIteration:
         return {"loss": loss.item()}
 
 
+class _PromptKeys:
+    """The text-attribute keys of a prompt (sentence embeddings, abnormal flags), embedded once."""
+
+    def __init__(self, text_encoder: SentenceEncoder) -> None:
+        self.text_encoder = text_encoder
+        self.builder = PromptBuilder()
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, prompt: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if prompt not in self._cache:
+            embedding = self.text_encoder.embed_prompt(self.builder.build(prompt))
+            self._cache[prompt] = (embedding.embeddings, embedding.abnormal)
+        return tuple(t.to(device) for t in self._cache[prompt])  # type: ignore[return-value]
+
+
 class _PromptSampler:
     """Picks the training prompt of an item: its own finding, or a misleading one.
 
@@ -308,17 +349,9 @@ class _PromptSampler:
     def __init__(self, text_encoder: SentenceEncoder, misleading_rate: float, seed: int = 0) -> None:
         if not 0.0 <= misleading_rate < 1.0:
             raise ValueError(f"misleading_rate must lie in [0, 1), got {misleading_rate}")
-        self.text_encoder = text_encoder
-        self.builder = PromptBuilder()
+        self.keys = _PromptKeys(text_encoder)
         self.misleading_rate = misleading_rate
         self.random = random.Random(seed)
-        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def keys(self, prompt: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        if prompt not in self._cache:
-            embedding = self.text_encoder.embed_prompt(self.builder.build(prompt))
-            self._cache[prompt] = (embedding.embeddings, embedding.abnormal)
-        return tuple(t.to(device) for t in self._cache[prompt])  # type: ignore[return-value]
 
     def sample(self, batch: dict[str, Any], device: torch.device) -> tuple[str, torch.Tensor]:
         """The prompt for this (single-item) batch and its target mask."""
@@ -357,13 +390,28 @@ def _dice_where_positive(dice: DiceLoss, prediction: torch.Tensor, target: torch
 
 
 class AOVAIteration:
-    """Dice + BCE of the AOVA map (``engine.network`` is :class:`DiffuGTSHeads`, possibly DDP-wrapped)."""
+    """Dice + BCE of the AOVA map (``engine.network`` is :class:`DiffuGTSHeads`, possibly DDP-wrapped).
 
-    def __init__(self, vae: AutoencoderKlMaisi, text_encoder: SentenceEncoder, misleading_rate: float = 0.3, seed: int = 0) -> None:
+    Args:
+        positive_weight: weight of tumor voxels in the BCE term, >= 1. [ours] With about 1% tumor
+            voxels per patch and half the batches empty (healthy patches, misleading prompts), the
+            unweighted BCE drove the map to about 0 everywhere within 40 iterations (loss 0.003 on
+            the empty batches); the learnability baseline needed a weight of 10 to find lesions.
+    """
+
+    def __init__(
+        self, vae: AutoencoderKlMaisi, text_encoder: SentenceEncoder, misleading_rate: float = 0.3, seed: int = 0, positive_weight: float = 1.0
+    ) -> None:
+        if positive_weight < 1.0:
+            raise ValueError(f"positive_weight must be >= 1, got {positive_weight}")
         self.vae = vae.eval().requires_grad_(False)
         self.sampler = _PromptSampler(text_encoder, misleading_rate, seed)
         self.dice = DiceLoss(smooth_nr=1e-3, smooth_dr=1e-3)
-        self.bce = nn.BCELoss()
+        self.positive_weight = float(positive_weight)
+
+    def bce(self, probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        weight = 1.0 + (self.positive_weight - 1.0) * target
+        return nn.functional.binary_cross_entropy(probability, target, weight=weight)
 
     def __call__(self, engine: Any, batch: dict[str, Any]) -> dict[str, Any]:
         device = engine.state.device

@@ -92,7 +92,7 @@ def test_every_stage_trains_and_its_loss_falls(tiny_corpus, tmp_path):
     )
     assert {p: p.stat().st_mtime_ns for p in folder.iterdir()} == cached
 
-    losses = _run(["train.json", "train_aova.json"], tmp_path, datalist=heads, iterations=10, learning_rate=5e-3, misleading_rate=0.0)
+    losses = _run(["train.json", "train_aova.json"], tmp_path, datalist=heads, iterations=10, learning_rate=5e-3, misleading_rate=0.0, validation_handlers=[])
     assert _falls(losses), losses
 
     before = torch.load(tmp_path / "models" / "diffugts_heads.pt", weights_only=True)
@@ -178,6 +178,51 @@ def test_dice_counts_only_for_patches_with_a_tumor():
     tumor = empty.clone()
     tumor[..., :2, :2, :2] = 1
     assert _dice_where_positive(dice, prediction, tumor).item() == pytest.approx(dice(prediction, tumor).item())
+
+
+def test_the_aova_bce_weights_tumor_voxels_by_the_positive_weight():
+    from scripts.training import AOVAIteration
+
+    probability = torch.tensor([0.2, 0.2])
+    target = torch.tensor([1.0, 0.0])
+    plain = AOVAIteration(torch.nn.Identity(), None, positive_weight=1.0).bce(probability, target)
+    weighted = AOVAIteration(torch.nn.Identity(), None, positive_weight=10.0).bce(probability, target)
+    miss, false_alarm = -np.log(0.2), -np.log(0.8)
+    assert plain.item() == pytest.approx((miss + false_alarm) / 2, rel=1e-5)
+    assert weighted.item() == pytest.approx((10 * miss + false_alarm) / 2, rel=1e-5)
+    with pytest.raises(ValueError, match="positive_weight"):
+        AOVAIteration(torch.nn.Identity(), None, positive_weight=0.5)
+
+
+def test_the_aova_map_of_a_batch_needs_one_prompt_or_one_per_image():
+    from scripts.training import AOVAMapOf
+
+    calls = []
+
+    class Heads(torch.nn.Module):
+        def forward(self, stage, levels, keys, abnormal):
+            calls.append(keys)
+            return torch.zeros(1, 1, *levels[0].shape[2:])
+
+    class Keys:
+        def __call__(self, prompt, device):
+            return prompt, None
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = torch.nn.ModuleList([torch.nn.Identity()] * 9)
+
+    vae = torch.nn.Module()
+    vae.encoder, vae.quant_conv_mu = Encoder(), torch.nn.Identity()
+    network = AOVAMapOf(Heads(), vae, None)
+    network.keys = Keys()
+    assert network(torch.zeros(2, 1, 4, 4, 4), ["kidney tumor"]).shape == (2, 1, 4, 4, 4)
+    assert calls == ["kidney tumor", "kidney tumor"]
+    network(torch.zeros(2, 1, 4, 4, 4), ["kidney tumor", "lung tumor"])
+    assert calls[2:] == ["kidney tumor", "lung tumor"]
+    with pytest.raises(ValueError, match="3 prompts for a batch of 2"):
+        network(torch.zeros(2, 1, 4, 4, 4), ["a", "b", "c"])
 
 
 def test_clamped_map_still_gets_a_gradient_below_the_clamp():
@@ -303,3 +348,37 @@ def test_the_diffusion_stage_measures_its_inpainting_gate_and_keeps_its_best_wei
         best = torch.load(best_path, weights_only=True)
         shipped = torch.load(tmp_path / "models" / "diffusion_unet.pt", weights_only=True)["unet_state_dict"]
         assert all(torch.equal(shipped[k], best[k]) for k in best)
+
+
+@pytest.mark.slow
+def test_the_aova_stage_validates_the_map_alone_and_ships_its_best_weights(tiny_corpus, tmp_path):
+    _run(["train.json", "train_vae.json"], tmp_path, datalist=tiny_corpus / "foundation.json", iterations=2, validation_handlers=[])
+    validation = [
+        {"image": "kidney1.nii.gz", "label": "kidney1_label.nii.gz", "modality": "CT", "category": "kidney tumor", "prompt": "kidney tumor"},
+    ]
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for name in ("kidney0.nii.gz", "kidney0_label.nii.gz", "kidney1.nii.gz", "kidney1_label.nii.gz"):
+        (folder / name).write_bytes((tiny_corpus / name).read_bytes())
+    (folder / "heads.json").write_text((tiny_corpus / "heads.json").read_text())
+    (folder / "validation.json").write_text(json.dumps({"validation": validation}))
+    _run(
+        ["train.json", "train_aova.json"],
+        tmp_path,
+        datalist=folder / "heads.json",
+        iterations=4,
+        checkpoint_every=2,
+        val_interval=1,
+        val_per_category=1,
+        val_inferer={"_target_": "SlidingWindowInferer", "roi_size": [32, 32, 32], "sw_batch_size": 2},
+        map_threshold=0.05,  # an untrained map is low everywhere: a low cut makes its Dice informative
+    )
+    records = json.loads((tmp_path / "logs" / "aova_validation.json").read_text())["validation"]
+    assert [r["iteration"] for r in records] == [2, 4]
+    assert set(records[-1]["per_category"]) == {"kidney tumor"}
+    assert all(0.0 <= r["mean"] <= 1.0 for r in records)
+    best_path = tmp_path / "logs" / "checkpoints" / "aova_best.pt"
+    assert best_path.exists()  # the first pass is always the best so far
+    best = torch.load(best_path, weights_only=True)
+    shipped = torch.load(tmp_path / "models" / "diffugts_heads.pt", weights_only=True)
+    assert all(torch.equal(shipped[k], best[k]) for k in best)
