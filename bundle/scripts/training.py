@@ -395,8 +395,9 @@ class AOVAIteration:
     Args:
         positive_weight: weight of tumor voxels in the BCE term, >= 1. [ours] With about 1% tumor
             voxels per patch and half the batches empty (healthy patches, misleading prompts), the
-            unweighted BCE drove the map to about 0 everywhere within 40 iterations (loss 0.003 on
-            the empty batches); the learnability baseline needed a weight of 10 to find lesions.
+            unweighted BCE of the empty batches was 0.003 after 40 iterations (a map of about 0.003
+            on them) while the tumor batches' loss stayed at 1.08; the learnability baseline
+            needed a weight of 10 to find lesions.
     """
 
     def __init__(
