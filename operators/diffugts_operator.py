@@ -11,169 +11,29 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from monai.deploy.core import Fragment, Operator, OperatorSpec
-from monai.deploy.core.domain.dicom_series import DICOMSeries
 from monai.deploy.core.domain.dicom_series_selection import StudySelectedSeries
-from monai.deploy.core.domain.dicom_study import DICOMStudy
-from pydicom import Dataset
 from transformers.utils import logging as transformers_logging
 
 import scripts
-from scripts import Modality, SegmentationResult, build_pipeline
+from scripts import Modality, build_pipeline
 from scripts.errors import UserError
-from scripts.foundation import PROFILES
-from scripts.pipeline import WEIGHT_FILES
 from scripts.preprocessing import plausibility_warnings
 
 from .app_config import AppConfig
+from .segmentation_run import SegmentationRun
 from .series_rules import series_folder
 from .stages import patch_progress, stage
-from .volume_geometry import series_affine, slices_to_xyz, xyz_to_slices
+from .volume_geometry import series_affine, slices_to_xyz
+from .weights import WeightsChoice
 
-__all__ = ["EMBEDDED_MODELS", "WeightsChoice", "resolve_weights", "SegmentationRun", "DiffuGTSOperator"]
+__all__ = ["DiffuGTSOperator"]
 
 logger = logging.getLogger(__name__)
-
-#: The embedded default: the bundle's ``mini`` weights, shipped with the code.
-EMBEDDED_MODELS = Path(scripts.__file__).resolve().parent.parent / "models" / "mini"
-
-
-@dataclass(frozen=True)
-class WeightsChoice:
-    """Which weights a run uses: the profile name and the folder (``None``: none found)."""
-
-    profile: str
-    folder: Path | None
-    source: str
-
-
-def resolve_weights(model_path: str | os.PathLike | None, *, explicit: bool, profile: str = "auto", allow_random: bool = False) -> WeightsChoice:
-    """Find the weights folder for the application's model path.
-
-    Layouts accepted: a folder holding the weight files (``autoencoder.pt``,
-    ``diffusion_unet.pt``, ``diffugts_heads.pt``), or a MAP models folder with one sub-folder per
-    model (``/opt/holoscan/models/mini/...``), which must then hold exactly one.
-
-    Args:
-        model_path: ``-m`` / ``HOLOSCAN_MODEL_PATH``.
-        explicit: the user named ``model_path`` (``-m`` or the environment); otherwise a missing
-            path falls back to the embedded default.
-        profile: ``auto`` takes the folder's name when it is a profile name (``mini``,
-            ``maisi``), else ``mini``.
-        allow_random: the research switch (``allow_random_weights`` in the configuration): a
-            missing file leaves its network at a seeded random initialisation.
-
-    Raises:
-        UserError: an explicit path that holds no weights, or a file instead of a folder; a
-            weights file missing from the folder used, unless ``allow_random``. The networks would
-            run on random weights and give a confident, meaningless mask (a whole-field "tumor").
-    """
-    folder: Path | None  # None: the models path holds no weights
-    path = Path(model_path) if model_path else None
-    if path is None or not path.exists():
-        if explicit and path is not None:
-            raise UserError(f"models path {path} does not exist")
-        folder, source = EMBEDDED_MODELS, "embedded default"
-    else:
-        if not path.is_dir():
-            raise UserError(f"models path {path} is a file: give the folder holding {', '.join(WEIGHT_FILES.values())}")
-        folder, source = _weights_folder(path), "models path"
-        if folder is None:
-            if explicit:
-                raise UserError(f"models path {path} holds none of {', '.join(WEIGHT_FILES.values())} (nor one model sub-folder holding them)")
-            folder, source = EMBEDDED_MODELS, "embedded default"
-    if profile == "auto":
-        profile = folder.name if folder.name in PROFILES else "mini"
-    missing = [folder / name for name in WEIGHT_FILES.values() if not (folder / name).is_file()]
-    if missing and not allow_random:
-        raise UserError(
-            f"weights file(s) {', '.join(map(str, missing))} missing ({source}): the networks would run on random "
-            "weights and the masks would mean nothing; add the file(s), or (research only) set allow_random_weights "
-            "in the configuration"
-        )
-    return WeightsChoice(profile=profile, folder=folder if folder.is_dir() else None, source=source)
-
-
-def _weights_folder(path: Path) -> Path | None:
-    if any((path / name).is_file() for name in WEIGHT_FILES.values()):
-        return path
-    subfolders = [p for p in sorted(path.iterdir()) if p.is_dir() and not p.name.startswith(".")]
-    if len(subfolders) == 1 and any((subfolders[0] / name).is_file() for name in WEIGHT_FILES.values()):
-        return subfolders[0]
-    return None
-
-
-@dataclass
-class SegmentationRun:
-    """What the model step produced, with everything the writers need to place it.
-
-    Attributes:
-        study_selected_series: the selection (one study, one series), as the SDK passes it on.
-        source_datasets: the series' slices in the order of the volume's slice axis.
-        modality: ``CT`` or ``MR``.
-        volume: the input in (slice, row, column) order, HU for CT, scanner units for MR.
-        affine: voxel-to-world RAS affine of the pipeline's ``(x, y, z)`` axes.
-        results: the pipeline's results, one per prompt, on the ``(x, y, z)`` grid.
-        profile: weights profile used.
-        weights: provenance of each weights file (name and sha256, or random-init).
-        weights_source: ``embedded default`` or ``models path``.
-        pipeline_config: the knobs of the run (validated).
-        stage_seconds: the pipeline's wall time per stage.
-        seconds: wall time of the whole model step (pipeline build excluded).
-        warnings: what looked implausible about the input (logged, and kept in the provenance).
-    """
-
-    study_selected_series: list[StudySelectedSeries]
-    source_datasets: list[Dataset]
-    modality: Modality
-    volume: np.ndarray
-    affine: np.ndarray
-    results: list[SegmentationResult]
-    profile: str
-    weights: dict[str, str]
-    weights_source: str
-    pipeline_config: dict[str, Any]
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def study(self) -> DICOMStudy:
-        return self.study_selected_series[0].study
-
-    @property
-    def series(self) -> DICOMSeries:
-        return self.study_selected_series[0].selected_series[0].series
-
-    @property
-    def selection_name(self) -> str:
-        return self.study_selected_series[0].selected_series[0].selection_name
-
-    @property
-    def untrained(self) -> list[str]:
-        """The networks left at a random initialisation (only with ``allow_random_weights``)."""
-        return [key for key, value in self.weights.items() if value.startswith("random-init")]
-
-    def mask_slices(self, index: int) -> np.ndarray:
-        """Mask of prompt ``index`` in (slice, row, column) order, uint8 {0, 1}."""
-        return xyz_to_slices(self.results[index].mask)
-
-    def aova_map(self, index: int) -> np.ndarray:
-        """AOVA map of prompt ``index`` on the input grid (x, y, z); the app always asks the pipeline for it."""
-        aova = self.results[index].aova_map
-        assert aova is not None, "the pipeline ran without the AOVA map"
-        return aova
-
-    def aova_slices(self, index: int) -> np.ndarray:
-        """AOVA map of prompt ``index`` in (slice, row, column) order, float32 in [0, 1]."""
-        return xyz_to_slices(self.aova_map(index))
 
 
 class DiffuGTSOperator(Operator):

@@ -36,8 +36,8 @@ from PIL import Image
 from scipy import ndimage
 
 from . import __version__
-from .diffugts_operator import SegmentationRun
 from .output_files import atomic_path
+from .segmentation_run import SegmentationRun
 from .sr_writer import run_lesions
 
 __all__ = ["HTML_REPORT_FILE_NAME", "RESEARCH_WARNING", "build_html_report", "write_html_report"]

@@ -37,9 +37,9 @@ from scripts.versions import package_versions as installed_versions  # noqa: E40
 
 from . import __version__  # noqa: E402
 from .app_config import AppConfig  # noqa: E402
-from .diffugts_operator import SegmentationRun  # noqa: E402
 from .html_report import HTML_REPORT_FILE_NAME, write_html_report  # noqa: E402
 from .output_files import atomic_path  # noqa: E402
+from .segmentation_run import SegmentationRun  # noqa: E402
 from .series_rules import SelectionRule, describe_rules  # noqa: E402
 from .stages import stage  # noqa: E402
 

@@ -43,8 +43,8 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from . import __version__
-from .diffugts_operator import SegmentationRun
 from .output_files import atomic_path
+from .segmentation_run import SegmentationRun
 from .stages import stage
 
 __all__ = [
@@ -176,7 +176,7 @@ def build_segmentation(run: SegmentationRun) -> hd.seg.Segmentation:
 
 
 class DiffuGTSSegWriterOperator(Operator):
-    """Write the DICOM SEG of a :class:`~operators.diffugts_operator.SegmentationRun`.
+    """Write the DICOM SEG of a :class:`~operators.segmentation_run.SegmentationRun`.
 
     Named input:
         segmentation: the model step's output.

@@ -51,9 +51,9 @@ from pydicom.uid import generate_uid
 from scripts.lesion_measurements import LesionMeasurement, measure_lesions
 
 from . import __version__
-from .diffugts_operator import SegmentationRun
 from .output_files import atomic_path
 from .seg_writer import _LO_MAX, MANUFACTURER
+from .segmentation_run import SegmentationRun
 from .stages import stage
 from .volume_geometry import slices_to_xyz
 

@@ -87,8 +87,8 @@ def nifti_inference(source_files, modality: str, prompts, folder: Path) -> tuple
     from pydicom.pixels import apply_rescale
 
     from operators import AppConfig
-    from operators.diffugts_operator import EMBEDDED_MODELS
     from operators.volume_geometry import LPS_TO_RAS, series_affine, slice_normal
+    from operators.weights import EMBEDDED_MODELS
     from scripts import build_pipeline
 
     datasets = [pydicom.dcmread(f) for f in source_files]

@@ -25,7 +25,7 @@ FAST_APP_CONFIG = {
 
 @pytest.fixture(scope="session")
 def sources(tmp_path_factory) -> Sources:
-    from operators.diffugts_operator import EMBEDDED_MODELS
+    from operators.weights import EMBEDDED_MODELS
 
     root = tmp_path_factory.mktemp("sources")
     case = generate_case("liver tumor", 5, size=(32, 32, 24))
