@@ -45,7 +45,7 @@ from operators.seg_writer import SEG_FILE_NAME
 from operators.sr_writer import SR_FILE_NAME, DiffuGTSSrWriterOperator
 from operators.stages import SeriesToVolumeOperator
 from scripts.errors import UserError
-from scripts.output_staging import StagedOutputs, Stopped, stop_on_signals
+from scripts.output_staging import Stopped, stage_outputs, stop_on_signals
 
 __all__ = ["DiffuGTSApp", "CONFIG_PATH", "main"]
 
@@ -109,10 +109,7 @@ class DiffuGTSApp(Application):
         real_input, real_output = input_folder.resolve(), self.output_folder.resolve()
         if real_output == real_input or real_input in real_output.parents:
             raise UserError(f"the output folder {self.output_folder} must not be inside the input folder {input_folder}")
-        try:
-            self.staged = StagedOutputs(self.output_folder)
-        except OSError as error:
-            raise UserError(f"cannot write in the output folder {self.output_folder}: {error.strerror or error}") from None
+        self.staged = stage_outputs(self.output_folder)
         output_folder = self.staged.folder  # every operator writes here; main() commits it
         config = AppConfig.load(CONFIG_PATH)
         explicit_models = bool(context.args.get("model")) or "HOLOSCAN_MODEL_PATH" in os.environ

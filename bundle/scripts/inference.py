@@ -40,7 +40,7 @@ from .errors import UserError
 from .evaluation import case_scores, metrics_markdown, summarize
 from .lesion_measurements import measure_lesions
 from .metrics import DEFAULT_NSD_TOLERANCE_MM
-from .output_staging import StagedOutputs, stop_on_signals
+from .output_staging import StagedOutputs, stage_outputs, stop_on_signals
 from .pipeline import DiffuGTSPipeline, PipelineOutput
 from .preprocessing import Modality, plausibility_warnings
 from .text import validate_prompt
@@ -348,12 +348,7 @@ class BundleRunner:
         return reports + (["metrics.json", "metrics.md"] if self.evaluate else [])
 
     def _prepare_output_dir(self) -> None:
-        if self.output_dir.exists() and not self.output_dir.is_dir():
-            raise UserError(f"cannot create output folder {self.output_dir}: it is a file")
-        try:
-            self._staged = StagedOutputs(self.output_dir)
-        except OSError as error:
-            raise UserError(f"cannot create output folder {self.output_dir}: {error.strerror or error}") from None
+        self._staged = stage_outputs(self.output_dir)
 
     def _output_paths(self, case: Case) -> list[Path]:
         stems = [_output_stem(case, prompt) for prompt in case.prompts]

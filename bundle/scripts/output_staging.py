@@ -35,7 +35,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["StagedOutputs", "stop_on_signals", "Stopped"]
+from .errors import UserError
+
+__all__ = ["StagedOutputs", "stage_outputs", "stop_on_signals", "Stopped"]
 
 _PREFIX = ".diffugts-staging-"
 #: The watchdog: ``python -S -c WATCHDOG FOLDER PID`` removes FOLDER once process PID is gone
@@ -58,6 +60,24 @@ class Stopped(SystemExit):
     A ``SystemExit`` with the message as its code: Python prints it and exits with status 1, and
     every ``finally`` and clean-up on the way runs, which is what removes the partial outputs.
     """
+
+
+def stage_outputs(destination: str | os.PathLike) -> StagedOutputs:
+    """:class:`StagedOutputs` for ``destination``; the bundle and the app both start a run with it.
+
+    Raises:
+        UserError: naming the folder and why it cannot hold the outputs (a file of that name, no
+            permission, a read-only or full file system), before anything has run.
+    """
+    destination = Path(destination)
+    # mkdir would say "File exists" for a file on the way, which sends the user looking for a folder.
+    blocking = next((p for p in (destination, *destination.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise UserError(f"cannot write in the output folder {destination}: {blocking} is a file")
+    try:
+        return StagedOutputs(destination)
+    except OSError as error:
+        raise UserError(f"cannot write in the output folder {destination}: {error.strerror or error}") from None
 
 
 @contextlib.contextmanager
