@@ -6,8 +6,8 @@ last so that its standard deviation is the one drawn (benchmark.md: 10 to 20 HU 
 
 Each function takes a ``numpy.random.Generator`` and draws everything from it, so a seed fixes the
 result bit for bit. Gaussian filtering uses ``scipy.ndimage`` rather than MONAI's
-``GaussianSmooth``: same kernel, about six times faster on CPU (32 ms against 185 ms per 128^3
-volume here), which is what keeps a case under two seconds. The MR bias field is MONAI's
+``GaussianSmooth``: same kernel, several times faster on CPU (``python -m benchmarks.hot_paths``
+times both), which is what keeps the generation of a case to seconds. The MR bias field is MONAI's
 ``RandBiasField``.
 """
 

@@ -25,7 +25,7 @@ REFINER_ITERATIONS=${REFINER_ITERATIONS:-8000};      REFINER_MINUTES=${REFINER_M
 VAE_BATCH=${VAE_BATCH:-8}; VAE_PATCH=${VAE_PATCH:-"[32,32,32]"}
 DIFFUSION_BATCH=${DIFFUSION_BATCH:-4}; DIFFUSION_PATCH=${DIFFUSION_PATCH:-"[64,64,64]"}
 # The heads train one prompt per batch; 48^3 patches (the learnability baseline's) hold a larger
-# tumor share than 64^3 and cost half as much per step on one thread (0.65 s against 1.4 s).
+# tumor share than 64^3 and cost half as much per step.
 AOVA_PATCH=${AOVA_PATCH:-"[48,48,48]"}
 # Which stages to run, in order; later stages read the earlier stages' weights from $MODELS.
 STAGES=${STAGES:-"vae diffusion aova refiner"}

@@ -150,9 +150,10 @@ def intensity_window(image: np.ndarray | torch.Tensor, modality: Modality | str)
 def _percentile(values: np.ndarray, q: float) -> float:
     """``np.percentile(values, q)`` (linear), without partitioning all of ``values`` for q near 100.
 
-    A 512x512x155 MR is 40M values: numpy copies and partitions them all (0.9 s on 2 cores). The
+    A 512x512x155 MR is 40M values, and numpy copies and partitions them all. The
     two order statistics near the top lie above a bound read from a strided sample; only the values
     above it are partitioned. Same result; where the bound misses them, numpy does it all.
+    (Timed against ``np.percentile`` by ``python -m benchmarks.hot_paths``.)
     """
     if q <= 0:
         return float(values.min())
@@ -173,7 +174,7 @@ def _percentile(values: np.ndarray, q: float) -> float:
 
 def normalize_intensity(image: _TensorT, window: IntensityWindow) -> _TensorT:
     """Scale ``window`` to [0, 1] and clip: MONAI's ``ScaleIntensityRange`` with ``clip=True``,
-    in two passes instead of its four (0.12 s instead of 0.3 s on 40M voxels); a ``MetaTensor``
+    in two passes instead of its four (``benchmarks.hot_paths`` times both); a ``MetaTensor``
     keeps its metadata."""
     # Tensor arithmetic keeps the subclass (``__torch_function__``): a MetaTensor stays one.
     return cast(_TensorT, ((image - window.low) / (window.high - window.low)).clamp_(0.0, 1.0))
@@ -216,8 +217,8 @@ def as_volume(
         raise UserError(f"expected a 3D volume, got an array of shape {tuple(data.shape)}")
     if min(data.shape) == 0:
         raise UserError(f"the volume has a zero-size dimension: shape {tuple(data.shape)}")
-    # NaN and infinities reach the extremes (aminmax propagates NaN): one reduction, 20x faster
-    # than isfinite(data).all() on 40M voxels, which first writes a mask of them all.
+    # NaN and infinities reach the extremes (aminmax propagates NaN): one reduction, where
+    # isfinite(data).all() first writes a mask of every voxel (benchmarks.hot_paths times both).
     if not all(torch.isfinite(extreme) for extreme in torch.aminmax(data)):
         raise UserError("the volume contains NaN or infinite voxel values")
     if affine is None:

@@ -2,8 +2,8 @@
 
 Why not MONAI's ``SpatialResample`` here: it samples every output voxel through
 ``torch.nn.functional.grid_sample``, which first builds a (X, Y, Z, 3) grid of coordinates. On a
-512x512x155 input grid that is 40M points, and bringing the four output maps back took 3.1 s of
-the 2-core budget. Between the working grid and the oriented input grid the index mapping is a
+512x512x155 input grid that is 40M points, and bringing the output maps back was most of a case's
+post-processing (``python -m benchmarks.hot_paths`` times both). Between the working grid and the oriented input grid the index mapping is a
 scale and a shift per axis (``Orientation`` only permutes and flips, ``Spacing`` only scales), so
 trilinear interpolation separates into three 1-D interpolations with the same values: each output
 voxel is the same weighted sum of the same eight neighbours, clamped at the border as
