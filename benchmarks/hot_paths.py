@@ -84,7 +84,11 @@ def _concurrent_writes(repeats: int, folder: Path) -> dict[str, object]:
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             list(pool.map(save, range(4)))
 
-    return compare("four NIfTI maps written (gzip)", concurrently, lambda: [save(i) for i in range(4)], "one after the other", repeats)
+    def one_after_the_other() -> None:
+        for index in range(4):
+            save(index)
+
+    return compare("four NIfTI maps written (gzip)", concurrently, one_after_the_other, "one after the other", repeats)
 
 
 def _percentiles(repeats: int) -> dict[str, object]:
