@@ -32,9 +32,11 @@ from typing import Any
 import scripts
 from scripts import Modality, PipelineConfig
 from scripts.errors import UserError
-from scripts.foundation import PROFILES
-from scripts.pipeline import resolve_device
+from scripts.foundation import DEFAULT_PROFILE, PROFILES
+from scripts.pipeline import OPTIONAL_MAPS, resolve_device
 from scripts.text import validate_prompt
+
+from .weights import AUTO_PROFILE
 
 __all__ = [
     "AppConfig",
@@ -57,7 +59,7 @@ _PIPELINE_KNOBS = {f.name for f in fields(PipelineConfig)} - {"progress", "maps"
 BUNDLE_INFERENCE_CONFIG = Path(scripts.__file__).resolve().parent.parent / "configs" / "inference.json"
 #: The app reports the AOVA map's maximum and shows both maps in its HTML report; neither is
 #: sent to PACS.
-_APP_MAPS = ("aova_map", "pseudo_healthy")
+_APP_MAPS = OPTIONAL_MAPS
 _TOP_LEVEL_KEYS = {
     "description",
     "profile",
@@ -93,7 +95,7 @@ class AppConfig:
     """
 
     prompts: Mapping[Modality, tuple[str, ...]] = field(default_factory=dict)
-    profile: str = "auto"
+    profile: str = AUTO_PROFILE
     pipeline: Mapping[str, Any] = field(default_factory=dict)
     series_rules: Path | None = None
     allow_non_dicom_files: bool = False
@@ -152,9 +154,9 @@ class AppConfig:
         bad = sorted(set(pipeline) - _PIPELINE_KNOBS)
         if bad:
             raise UserError(f"unknown pipeline knob(s) {', '.join(bad)}: expected {', '.join(sorted(_PIPELINE_KNOBS))}")
-        profile = data.get("profile") or "auto"
-        if profile not in ("auto", "mini", "maisi"):
-            raise UserError(f"profile must be 'auto', 'mini' or 'maisi', got {profile!r}")
+        profile = data.get("profile") or AUTO_PROFILE
+        if profile != AUTO_PROFILE and profile not in PROFILES:
+            raise UserError(f"profile must be {', '.join(repr(p) for p in (AUTO_PROFILE, *PROFILES))}, got {profile!r}")
         pipeline = {**bundle_knob_defaults(), **pipeline}
         _check_pipeline(pipeline, profile)
         device = _check_device(data.get("device"))
@@ -245,7 +247,7 @@ def _check_pipeline(pipeline: Mapping[str, Any], profile: str) -> None:
     # that the message names the file; with profile auto the divisor is mini's (16), and maisi's
     # (32) is checked again when the pipeline is built.
     try:
-        PipelineConfig(**pipeline).validated(PROFILES["maisi" if profile == "maisi" else "mini"])
+        PipelineConfig(**pipeline).validated(PROFILES[DEFAULT_PROFILE if profile == AUTO_PROFILE else profile])
     except UserError as error:
         raise UserError(f"pipeline: {error}") from None
 

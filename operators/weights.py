@@ -10,13 +10,16 @@ from pathlib import Path
 
 import scripts
 from scripts.errors import UserError
-from scripts.foundation import PROFILES
+from scripts.foundation import DEFAULT_PROFILE, PROFILES
 from scripts.pipeline import WEIGHT_FILES
 
-__all__ = ["EMBEDDED_MODELS", "WeightsChoice", "resolve_weights"]
+__all__ = ["AUTO_PROFILE", "EMBEDDED_MODELS", "WeightsChoice", "resolve_weights"]
+
+#: The profile setting that takes the weights folder's name when it names a profile.
+AUTO_PROFILE = "auto"
 
 #: The embedded default: the bundle's ``mini`` weights, shipped with the code.
-EMBEDDED_MODELS = Path(scripts.__file__).resolve().parent.parent / "models" / "mini"
+EMBEDDED_MODELS = Path(scripts.__file__).resolve().parent.parent / "models" / DEFAULT_PROFILE
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class WeightsChoice:
     source: str
 
 
-def resolve_weights(model_path: str | os.PathLike | None, *, explicit: bool, profile: str = "auto", allow_random: bool = False) -> WeightsChoice:
+def resolve_weights(model_path: str | os.PathLike | None, *, explicit: bool, profile: str = AUTO_PROFILE, allow_random: bool = False) -> WeightsChoice:
     """Find the weights folder for the application's model path.
 
     Layouts accepted: a folder holding the weight files (``autoencoder.pt``,
@@ -63,8 +66,8 @@ def resolve_weights(model_path: str | os.PathLike | None, *, explicit: bool, pro
             if explicit:
                 raise UserError(f"models path {path} holds none of {', '.join(WEIGHT_FILES.values())} (nor one model sub-folder holding them)")
             folder, source = EMBEDDED_MODELS, "embedded default"
-    if profile == "auto":
-        profile = folder.name if folder.name in PROFILES else "mini"
+    if profile == AUTO_PROFILE:
+        profile = folder.name if folder.name in PROFILES else DEFAULT_PROFILE
     missing = [folder / name for name in WEIGHT_FILES.values() if not (folder / name).is_file()]
     if missing and not allow_random:
         raise UserError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import torch
@@ -22,6 +23,8 @@ from .errors import UserError
 from .preprocessing import Modality
 
 __all__ = [
+    "SchedulerKind",
+    "DEFAULT_PROFILE",
     "FoundationProfile",
     "PROFILES",
     "get_profile",
@@ -143,6 +146,10 @@ PROFILES: dict[str, FoundationProfile] = {
 }
 
 
+#: The embedded default's profile: what runs when no other weights are given.
+DEFAULT_PROFILE = "mini"
+
+
 def get_profile(name: str | FoundationProfile) -> FoundationProfile:
     """Look a profile up by name; raise ``ValueError`` listing the valid names."""
     if isinstance(name, FoundationProfile):
@@ -205,24 +212,38 @@ def build_diffusion_unet(profile: str | FoundationProfile, device: torch.device 
     return unet.to(device) if trainable else _frozen(unet, device)
 
 
-def build_scheduler(kind: str = "rflow", num_train_timesteps: int = 1000) -> RFlowScheduler | DDPMScheduler:
+class SchedulerKind(StrEnum):
+    """The noise schedulers of the MAISI release: rectified flow (its default) or DDPM."""
+
+    RFLOW = "rflow"
+    DDPM = "ddpm"
+
+    @classmethod
+    def parse(cls, value: SchedulerKind | str) -> SchedulerKind:
+        """``value`` as a member; ``UserError`` naming the valid values otherwise."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise UserError(f"scheduler must be {' or '.join(repr(k.value) for k in cls)}, got {value!r}") from None
+
+
+def build_scheduler(kind: SchedulerKind | str = SchedulerKind.RFLOW, num_train_timesteps: int = 1000) -> RFlowScheduler | DDPMScheduler:
     """The noise scheduler of the MAISI release: ``rflow`` (default) or ``ddpm``."""
-    if kind == "rflow":
+    kind = SchedulerKind.parse(kind)
+    if kind is SchedulerKind.RFLOW:
         return RFlowScheduler(
             num_train_timesteps=num_train_timesteps,
             use_discrete_timesteps=False,
             use_timestep_transform=True,
             sample_method="uniform",
         )
-    if kind == "ddpm":
-        return DDPMScheduler(
-            num_train_timesteps=num_train_timesteps,
-            beta_start=0.0015,
-            beta_end=0.0195,
-            schedule="scaled_linear_beta",
-            clip_sample=False,
-        )
-    raise UserError(f"unknown scheduler {kind!r}: expected 'rflow' or 'ddpm'")
+    return DDPMScheduler(
+        num_train_timesteps=num_train_timesteps,
+        beta_start=0.0015,
+        beta_end=0.0195,
+        schedule="scaled_linear_beta",
+        clip_sample=False,
+    )
 
 
 def modality_class_label(modality: Modality | str) -> int:

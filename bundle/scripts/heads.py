@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from enum import StrEnum
 
 import torch
 from torch import nn
@@ -21,7 +22,14 @@ from .checkpoints import load_state_dict_strict, read_checkpoint
 from .foundation import FoundationProfile, get_profile
 from .residual import ResidualRefiner
 
-__all__ = ["DiffuGTSHeads", "DiffuGTSNetwork", "heads_for_profile", "network_for_profile", "load_heads_weights"]
+__all__ = ["HeadsStage", "DiffuGTSHeads", "DiffuGTSNetwork", "heads_for_profile", "network_for_profile", "load_heads_weights"]
+
+
+class HeadsStage(StrEnum):
+    """Which head a forward pass of :class:`DiffuGTSHeads` runs (the training stage that trains it)."""
+
+    AOVA = "aova"
+    REFINER = "refiner"
 
 
 class DiffuGTSHeads(nn.Module):
@@ -64,15 +72,17 @@ class DiffuGTSHeads(nn.Module):
         )
         self.refiner = ResidualRefiner(len(feature_channels), refiner_channels)
 
-    def forward(self, stage: str, *inputs: torch.Tensor) -> torch.Tensor:
-        """``("aova", features, keys, abnormal)`` -> AOVA map; ``("refiner", image, pseudo_healthy,
-        aova_map, feature_residuals)`` -> logits. One entry point so DistributedDataParallel sees
-        the forward pass of whichever part is trained."""
-        if stage == "aova":
+    def forward(self, stage: HeadsStage | str, *inputs: torch.Tensor) -> torch.Tensor:
+        """``(HeadsStage.AOVA, features, keys, abnormal)`` -> AOVA map; ``(HeadsStage.REFINER, image,
+        pseudo_healthy, aova_map, feature_residuals)`` -> logits. One entry point so
+        DistributedDataParallel sees the forward pass of whichever part is trained."""
+        try:
+            stage = HeadsStage(stage)
+        except ValueError:
+            raise ValueError(f"stage must be {' or '.join(repr(s.value) for s in HeadsStage)}, got {stage!r}") from None
+        if stage is HeadsStage.AOVA:
             return self.aova(*inputs).aova_map
-        if stage == "refiner":
-            return self.refiner(*inputs)
-        raise ValueError(f"stage must be 'aova' or 'refiner', got {stage!r}")
+        return self.refiner(*inputs)
 
 
 class DiffuGTSNetwork(DiffuGTSHeads):

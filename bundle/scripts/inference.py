@@ -41,7 +41,7 @@ from .evaluation import case_scores, metrics_markdown, summarize
 from .lesion_measurements import measure_lesions
 from .metrics import DEFAULT_NSD_TOLERANCE_MM
 from .output_staging import StagedOutputs, stage_outputs, stop_on_signals
-from .pipeline import DiffuGTSPipeline, PipelineOutput
+from .pipeline import OPTIONAL_MAPS, DiffuGTSPipeline, OutputMap, PipelineOutput
 from .preprocessing import Modality, plausibility_warnings
 from .text import validate_prompt
 from .versions import package_versions
@@ -52,27 +52,28 @@ logger = logging.getLogger(__name__)
 
 #: Files written per case and prompt: ``<name>[_<prompt>]<suffix>``.
 OUTPUT_SUFFIXES = {
-    "mask": "_seg.nii.gz",
-    "probability": "_prob.nii.gz",
-    "aova_map": "_aova.nii.gz",
-    "pseudo_healthy": "_pseudo_healthy.nii.gz",
+    OutputMap.MASK: "_seg.nii.gz",
+    OutputMap.PROBABILITY: "_prob.nii.gz",
+    OutputMap.AOVA_MAP: "_aova.nii.gz",
+    OutputMap.PSEUDO_HEALTHY: "_pseudo_healthy.nii.gz",
 }
 _IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 #: Maps written besides the mask when asked for (``save_maps``): each is as large as the input.
-SAVABLE_MAPS = ("probability", "aova_map", "pseudo_healthy")
+SAVABLE_MAPS = (OutputMap.PROBABILITY, OutputMap.AOVA_MAP, OutputMap.PSEUDO_HEALTHY)
 #: Maps in [0, 1] are stored as uint8 with the NIfTI scale slope (nibabel chooses it, every reader
 #: applies it): a quarter of float32's bytes to compress, which was most of the write time on 512^2
 #: volumes. The mask is computed from the float probability before it is stored.
-_SCALED_UINT8 = ("probability", "aova_map")
+_SCALED_UINT8 = (OutputMap.PROBABILITY, OutputMap.AOVA_MAP)
 #: Output files compressed at the same time (at most one per core).
 _WRITE_THREADS = min(4, os.cpu_count() or 1)
 #: The evaluation's methods: the final mask and the AOVA map alone (the paper's ablation).
 METHOD_LABELS = {"full": "DiffuGTS", "aova_only": "AOVA map alone"}
 
 
-def _stored(key: str, array: np.ndarray) -> tuple[np.ndarray, Any]:
+def _stored(key: OutputMap | str, array: np.ndarray) -> tuple[np.ndarray, Any]:
     """The array to write and the on-disk type nibabel should scale it into (None: as it is)."""
-    if key == "mask":
+    key = OutputMap(key)
+    if key is OutputMap.MASK:
         return np.asarray(array, dtype=np.uint8), None
     if key in _SCALED_UINT8:
         return np.asarray(array, dtype=np.float32), np.uint8
@@ -83,7 +84,7 @@ def _stored(key: str, array: np.ndarray) -> tuple[np.ndarray, Any]:
     return array.astype(np.float32), None
 
 
-def parse_save_maps(value: str | Sequence[str] | None) -> tuple[str, ...]:
+def parse_save_maps(value: str | Sequence[str] | None) -> tuple[OutputMap, ...]:
     """The maps to write: a list of :data:`SAVABLE_MAPS`, or text: ``all``, ``none`` or names
     separated by commas (as the command line gives it). ``UserError`` names the valid values."""
     if value is None:
@@ -101,14 +102,14 @@ def parse_save_maps(value: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(name for name in SAVABLE_MAPS if name in items)
 
 
-def pipeline_maps(save_maps: str | Sequence[str] | None, evaluate: bool = False) -> tuple[str, ...]:
+def pipeline_maps(save_maps: str | Sequence[str] | None, evaluate: bool = False) -> tuple[OutputMap, ...]:
     """The maps the pipeline brings back to the input grid: those written, and the AOVA map when
     evaluating (the "AOVA map alone" row). Unknown names are left for the runner to report."""
     try:
         names = set(parse_save_maps(save_maps))
     except UserError:
         names = set()
-    return tuple(name for name in ("aova_map", "pseudo_healthy") if name in names or (evaluate and name == "aova_map"))
+    return tuple(name for name in OPTIONAL_MAPS if name in names or (evaluate and name is OutputMap.AOVA_MAP))
 
 
 @dataclass(frozen=True)
@@ -298,7 +299,7 @@ class BundleRunner:
         self.nsd_tolerance_mm = float(nsd_tolerance_mm)
         self.bundle_version = bundle_version
         self.save_maps = save_maps
-        self._saved: tuple[str, ...] = ()
+        self._saved: tuple[OutputMap, ...] = ()
         self.reports: list[dict[str, Any]] = []
         self._staged: StagedOutputs | None = None
 
@@ -326,7 +327,7 @@ class BundleRunner:
     def _run(self) -> list[dict[str, Any]]:
         if self.nsd_tolerance_mm <= 0:
             raise UserError(f"nsd_tolerance_mm must be > 0, got {self.nsd_tolerance_mm}")
-        self._saved = ("mask", *parse_save_maps(self.save_maps))
+        self._saved = (OutputMap.MASK, *parse_save_maps(self.save_maps))
         cases = self.cases_factory()
         self._refuse_overwriting_inputs(cases)
         self._prepare_output_dir()

@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -26,7 +27,7 @@ from monai.inferers import SlidingWindowInferer
 
 from .checkpoints import file_sha256, load_diffusion_weights, load_vae_weights
 from .errors import UserError
-from .foundation import FoundationProfile, build_diffusion_unet, build_scheduler, build_vae, get_profile, modality_class_label, spacing_condition
+from .foundation import FoundationProfile, SchedulerKind, build_diffusion_unet, build_scheduler, build_vae, get_profile, modality_class_label, spacing_condition
 from .heads import DiffuGTSHeads, heads_for_profile, load_heads_weights
 from .inpainting import InpaintingMode
 from .memory_budget import check_memory_budget
@@ -45,12 +46,33 @@ from .text import PromptBuilder, PromptEmbedding, PromptSet, SentenceEncoder
 if TYPE_CHECKING:
     from monai.apps.generation.maisi.networks.autoencoderkl_maisi import AutoencoderKlMaisi
 
-__all__ = ["PipelineConfig", "SegmentationResult", "PipelineOutput", "DiffuGTSPipeline", "build_pipeline", "WEIGHT_FILES"]
+__all__ = ["OutputMap", "OPTIONAL_MAPS", "PipelineConfig", "SegmentationResult", "PipelineOutput", "DiffuGTSPipeline", "build_pipeline", "WEIGHT_FILES"]
 
 logger = logging.getLogger(__name__)
 
+
+class OutputMap(StrEnum):
+    """The maps a run brings back for each prompt, on the input grid (``SegmentationResult``'s
+    fields of the same names; the bundle's file suffixes and the app's options use these names)."""
+
+    MASK = "mask"
+    PROBABILITY = "probability"
+    AOVA_MAP = "aova_map"
+    PSEUDO_HEALTHY = "pseudo_healthy"
+
+
 #: Maps a caller may ask for besides the mask and the probability (``PipelineConfig.maps``).
-OPTIONAL_MAPS = ("aova_map", "pseudo_healthy")
+OPTIONAL_MAPS = (OutputMap.AOVA_MAP, OutputMap.PSEUDO_HEALTHY)
+#: What a patch hands the sliding-window inferer besides the maps: where it was inpainted (the
+#: weight that blends the pseudo-healthy patch into the scan).
+_INPAINTED_REGION = "inpainted_region"
+
+
+def _patch_key(name: str, prompt_index: int) -> str:
+    """The key of one prompt's map in the dictionary the sliding-window inferer stitches."""
+    return f"{name}_{prompt_index}"
+
+
 #: File names of a profile's weights folder (``bundle/models/<profile>/``).
 WEIGHT_FILES = {"vae": "autoencoder.pt", "diffusion": "diffusion_unet.pt", "heads": "diffugts_heads.pt"}
 
@@ -104,7 +126,7 @@ class PipelineConfig:
         strength: noise level the inpainted region starts from, in (0, 1].
         inpainting: ``latent`` (regenerate the coarse-mask region; the method) or ``direct``
             (regenerate the whole latent; ablation).
-        scheduler: ``rflow`` (MAISI rectified flow) or ``ddpm``.
+        scheduler: ``rflow`` (MAISI rectified flow) or ``ddpm`` (:class:`~.foundation.SchedulerKind`).
         coarse_threshold: AOVA level that enters the coarse mask, in (0, 1) (None: the profile's).
         coarse_dilation: margin added to the coarse mask, in working-grid voxels, >= 0.
         threshold: probability above which a voxel is tumor, in (0, 1).
@@ -129,7 +151,7 @@ class PipelineConfig:
     num_steps: int | None = None
     strength: float = 0.8
     inpainting: InpaintingMode = InpaintingMode.LATENT
-    scheduler: str = "rflow"
+    scheduler: SchedulerKind = SchedulerKind.RFLOW
     coarse_threshold: float | None = None
     coarse_dilation: int = 2
     threshold: float = 0.5
@@ -141,7 +163,7 @@ class PipelineConfig:
     seed: int = 0
     memory_budget_gb: float | None = None
     progress: bool = True
-    maps: tuple[str, ...] = OPTIONAL_MAPS
+    maps: tuple[OutputMap, ...] = OPTIONAL_MAPS
 
     def validated(self, profile: FoundationProfile) -> PipelineConfig:
         """A copy with defaults filled in from ``profile`` and every knob of its type.
@@ -174,11 +196,10 @@ class PipelineConfig:
             else _number("memory_budget_gb", self.memory_budget_gb, "> 0 (or null for the available memory)", lambda v: v > 0)
         )
         checks = [
-            (self.scheduler in ("rflow", "ddpm"), f"scheduler must be 'rflow' or 'ddpm', got {self.scheduler!r}"),
             (self.inpainting in [m.value for m in InpaintingMode], f"inpainting must be 'latent' or 'direct', got {self.inpainting!r}"),
             (
                 not isinstance(self.maps, str) and set(self.maps) <= set(OPTIONAL_MAPS),
-                f"maps must be a subset of {list(OPTIONAL_MAPS)}, got {self.maps!r}",
+                f"maps must be a subset of {[m.value for m in OPTIONAL_MAPS]}, got {self.maps!r}",
             ),
         ]
         for ok, message in checks:
@@ -200,7 +221,8 @@ class PipelineConfig:
             memory_budget_gb=budget,
             progress=_boolean("progress", self.progress),
             inpainting=InpaintingMode(self.inpainting),
-            maps=tuple(self.maps),
+            scheduler=SchedulerKind.parse(self.scheduler),
+            maps=tuple(OutputMap(m) for m in self.maps),
         )
 
 
@@ -379,13 +401,13 @@ class DiffuGTSPipeline:
         with timer("postprocessing"):
             input_spacing = tuple(np.linalg.norm(volume.affine.numpy()[:3, :3], axis=0))
             maps = self.config.maps
-            names = ["probability"] + (["aova"] if "aova_map" in maps else []) + (["pseudo_healthy", "region"] if "pseudo_healthy" in maps else [])
+            names = [OutputMap.PROBABILITY] + [m for m in OPTIONAL_MAPS if m in maps] + ([_INPAINTED_REGION] if OutputMap.PSEUDO_HEALTHY in maps else [])
             results = []
             for index, prompt in enumerate(prompt_sets):
                 # One resampling of the maps together: on a 512^2 MR each is 40M voxels.
-                stacked = torch.cat([outputs[f"{name}_{index}"][0].float().cpu() for name in names])
+                stacked = torch.cat([outputs[_patch_key(name, index)][0].float().cpu() for name in names])
                 restored = dict(zip(names, geometry.invert(stacked, working)))
-                probability = np.asarray(restored["probability"].clamp_(0, 1), dtype=np.float32)
+                probability = np.asarray(restored[OutputMap.PROBABILITY].clamp_(0, 1), dtype=np.float32)
                 mask = postprocess_mask(
                     probability,
                     input_spacing,
@@ -397,8 +419,8 @@ class DiffuGTSPipeline:
                         prompt=prompt,
                         mask=mask,
                         probability=probability,
-                        aova_map=np.asarray(restored["aova"].clamp_(0, 1), dtype=np.float32) if "aova" in restored else None,
-                        pseudo_healthy=_pseudo_healthy(restored, volume.as_tensor()[0], window) if "region" in restored else None,
+                        aova_map=np.asarray(restored[OutputMap.AOVA_MAP].clamp_(0, 1), dtype=np.float32) if OutputMap.AOVA_MAP in restored else None,
+                        pseudo_healthy=_pseudo_healthy(restored, volume.as_tensor()[0], window) if _INPAINTED_REGION in restored else None,
                         tumor_volume_ml=float(mask.sum()) * float(np.prod(input_spacing)) / 1000.0,
                     )
                 )
@@ -413,12 +435,12 @@ def _pseudo_healthy(restored: dict[str, torch.Tensor], original: torch.Tensor, w
     512^2 MR saves several passes over 40M voxels.
     """
     pseudo_healthy = original.clone()
-    region = restored["region"].clamp_(0, 1)
+    region = restored[_INPAINTED_REGION].clamp_(0, 1)
     inside = (region > 0).numpy()
     if inside.any():
         box = bounding_box(inside)
         weight, scan = region[box], original[box]
-        blended = weight * denormalize_intensity(restored["pseudo_healthy"][box], window) + (1 - weight) * scan
+        blended = weight * denormalize_intensity(restored[OutputMap.PSEUDO_HEALTHY][box], window) + (1 - weight) * scan
         if torch.equal(scan, scan.round()):  # whole-number units (CT in HU, most MR) stay whole
             blended = blended.round()
         pseudo_healthy[box] = blended
@@ -467,10 +489,10 @@ class _PatchSegmenter:
                 timer=timer,
             )
             assert step.probability is not None  # segment_patch always sets it
-            outputs[f"probability_{index}"] = step.probability
-            outputs[f"aova_{index}"] = step.aova_map.float()
-            outputs[f"pseudo_healthy_{index}"] = step.pseudo_healthy.float()
-            outputs[f"region_{index}"] = step.region.float()
+            outputs[_patch_key(OutputMap.PROBABILITY, index)] = step.probability
+            outputs[_patch_key(OutputMap.AOVA_MAP, index)] = step.aova_map.float()
+            outputs[_patch_key(OutputMap.PSEUDO_HEALTHY, index)] = step.pseudo_healthy.float()
+            outputs[_patch_key(_INPAINTED_REGION, index)] = step.region.float()
         return outputs
 
 

@@ -35,7 +35,7 @@ from torch import nn
 from .checkpoints import atomic_save, load_diffusion_weights, load_vae_weights, save_diffusion_weights
 from .features import encode_with_features
 from .foundation import build_diffusion_unet, build_vae, get_profile, modality_class_label
-from .heads import DiffuGTSHeads, load_heads_weights
+from .heads import DiffuGTSHeads, HeadsStage, load_heads_weights
 from .method import FrozenFoundation, PatchSettings, pseudo_healthy_inputs
 from .preprocessing import Modality, VolumeGeometry, as_volume, intensity_window, normalize_intensity
 from .text import PromptBuilder, SentenceEncoder
@@ -214,7 +214,7 @@ class AOVAMapOf(nn.Module):
         for index in range(len(image)):
             prompt = prompts[index if len(prompts) > 1 else 0]
             levels = encode_with_features(self.vae, image[index : index + 1]).levels
-            maps.append(self.heads("aova", levels, *self.keys(prompt, image.device)))
+            maps.append(self.heads(HeadsStage.AOVA, levels, *self.keys(prompt, image.device)))
         return torch.cat(maps)
 
 
@@ -421,7 +421,7 @@ class AOVAIteration:
         with torch.no_grad():
             levels = encode_with_features(self.vae, image).levels
         engine.network.train()
-        aova_map = _clamp_keep_gradient(engine.network("aova", levels, *self.sampler.keys(prompt, device)))
+        aova_map = _clamp_keep_gradient(engine.network(HeadsStage.AOVA, levels, *self.sampler.keys(prompt, device)))
         loss = _dice_where_positive(self.dice, aova_map, target) + self.bce(aova_map, target)
         _train_step(engine, loss)
         return {"loss": loss.item()}
@@ -492,7 +492,7 @@ class RefinerIteration:
             torch.as_tensor(batch["class_label"]).to(device),
         )
         engine.network.train()
-        logits = engine.network("refiner", image, *inputs)
+        logits = engine.network(HeadsStage.REFINER, image, *inputs)
         loss = _dice_where_positive(self.dice, logits, target) + self.bce(logits, target)
         _train_step(engine, loss)
         return {"loss": loss.item()}

@@ -30,9 +30,19 @@ def test_modality_labels_follow_maisi_mapping():
     assert modality_class_label("CT") == 1 and modality_class_label("MR") == 8
 
 
-def test_unknown_scheduler_is_rejected():
-    with pytest.raises(ValueError, match="unknown scheduler"):
+def test_unknown_scheduler_is_rejected_naming_the_valid_ones():
+    with pytest.raises(ValueError, match="scheduler must be 'rflow' or 'ddpm', got 'euler'"):
         build_scheduler("euler")
+
+
+def test_schedulers_are_named_by_their_kind_or_its_text():
+    from monai.networks.schedulers import DDPMScheduler, RFlowScheduler
+
+    from scripts.foundation import SchedulerKind
+
+    assert isinstance(build_scheduler(SchedulerKind.DDPM), DDPMScheduler)
+    assert isinstance(build_scheduler("rflow"), RFlowScheduler)
+    assert SchedulerKind.parse("ddpm") is SchedulerKind.DDPM
 
 
 def test_fused_group_norm_computes_what_maisi_group_norm_computes():

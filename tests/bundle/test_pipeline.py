@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from scripts.errors import UserError
 from scripts.pipeline import PipelineConfig, build_pipeline
 
 LPS_AFFINE = np.array([[-1.6, 0, 0, 120.0], [0, -1.6, 0, 90.0], [0, 0, 2.5, -40.0], [0, 0, 0, 1]])
@@ -177,3 +178,14 @@ def test_bad_knobs_name_the_knob_and_its_range(config, message):
 
     with pytest.raises(ValueError, match=message):
         config.validated(get_profile("mini"))
+
+
+def test_validation_turns_text_settings_into_their_vocabularies():
+    from scripts.foundation import PROFILES, SchedulerKind
+    from scripts.pipeline import OutputMap
+
+    config = PipelineConfig(scheduler="ddpm", maps=["pseudo_healthy"]).validated(PROFILES["mini"])
+    assert config.scheduler is SchedulerKind.DDPM
+    assert config.maps == (OutputMap.PSEUDO_HEALTHY,) and isinstance(config.maps[0], OutputMap)
+    with pytest.raises(UserError, match=r"maps must be a subset of \['aova_map', 'pseudo_healthy'\], got"):
+        PipelineConfig(maps=("aova_map", "residual")).validated(PROFILES["mini"])
