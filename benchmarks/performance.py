@@ -4,7 +4,7 @@
         --label "128^3 CT" --size ct128 --json OUT.json [--profile mini|maisi] [--inpainting direct] \
         [--save-maps all]
 
-The volume goes through the bundle's own runner (``scripts.inference.BundleRunner``: read, segment,
+The volume goes through the bundle's own evaluator (``scripts.inference.segment_cases``: read, segment,
 write the NIfTI outputs: the mask, plus the maps of ``--save-maps``, as the bundle's ``save_maps``),
 so "end to end" is what a bundle user waits for per case once the model is loaded. Peak memory is
 the process's peak RSS (``ru_maxrss``), which includes the interpreter,
@@ -126,8 +126,9 @@ def _measure_here(args: argparse.Namespace) -> dict[str, Any]:
     from monai.transforms import LoadImage
 
     from benchmarks.forward_timer import ForwardTimer, pipeline_networks
+    from scripts.cases import Case
     from scripts.foundation import get_profile
-    from scripts.inference import BundleRunner, Case, pipeline_maps
+    from scripts.inference import DiffuGTSInferer, pipeline_maps, segment_cases
     from scripts.pipeline import PipelineConfig, build_pipeline
     from scripts.preprocessing import Modality, VolumeGeometry, as_volume
 
@@ -168,14 +169,14 @@ def _measure_here(args: argparse.Namespace) -> dict[str, Any]:
         segment_cpu_seconds.append(time.process_time() - begin_cpu)
         return output
 
-    # The runner calls it per case; only the wall time is added. (The ignore: a method replaced on this instance only.)
+    # The evaluator calls it per case; only the wall time is added. (The ignore: a method replaced on this instance only.)
     pipeline.segment = timed_segment  # type: ignore[method-assign]
     if on_cuda:
         torch.cuda.reset_peak_memory_stats()
     modality = Modality.parse(args.modality)
     case = Case(Path(args.image).name.split(".")[0], Path(args.image), (args.prompt,), modality)
     with tempfile.TemporaryDirectory() as outputs:
-        report = BundleRunner(lambda: pipeline, lambda: [case], outputs, save_maps=args.save_maps).run()[0]
+        report = segment_cases(DiffuGTSInferer.of(pipeline), [case], outputs, save_maps=args.save_maps)[0]
     timer.detach()
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
     cuda_peak_mb = torch.cuda.max_memory_allocated() / 2**20 if on_cuda else None

@@ -185,7 +185,7 @@ def test_metadata_verifies_offline_against_the_shipped_schema():
 
 
 def test_a_datalist_may_list_one_image_several_times_and_each_case_keeps_its_outputs(tmp_path):
-    from scripts.inference import build_cases
+    from scripts.cases import build_cases
 
     image, _ = _ct_case(tmp_path)
     entries = [{"image": image.name, "prompt": "liver tumor"}] * 3 + [{"image": image.name, "prompt": "kidney tumor"}]
@@ -196,7 +196,7 @@ def test_a_datalist_may_list_one_image_several_times_and_each_case_keeps_its_out
 
 
 def test_a_bad_prompt_in_a_datalist_names_the_datalist_and_the_entry(tmp_path):
-    from scripts.inference import build_cases
+    from scripts.cases import build_cases
 
     image, _ = _ct_case(tmp_path)
     datalist = tmp_path / "datalist.json"
