@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple, cast
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
 from monai.transforms.utils_morphological_ops import dilate
 from torch import nn
 
-__all__ = ["FeatureAdapter", "AOVAHead", "AOVAOutput", "coarse_mask"]
+__all__ = ["AOVAOptions", "FeatureAdapter", "AOVAHead", "AOVAOutput", "coarse_mask"]
 
 
 class FeatureAdapter(nn.Module):
@@ -57,52 +58,74 @@ class AOVAOutput(NamedTuple):
     level_maps: list[torch.Tensor]
 
 
+@dataclass(frozen=True)
+class AOVAOptions:
+    """The options of the AOVA head, declared once: the profiles (``FoundationProfile.aova``), the
+    heads and the configs' overrides (``--network_def#levels``) all name these fields.
+
+    Attributes:
+        embed_dim: dimension of the shared query/key space, >= 1.
+        alpha: the adapters' constant mixing ratio, in [0, 1].
+        levels: which levels enter the map (indices into the encoder taps; None: all); a single
+            level gives the ablation variants of supplementary Table 8.
+        aggregation: ``mean`` or ``learned`` (softmax-normalised level weights).
+        similarity: ``dot`` (scaled dot product) or ``cosine`` (unit query and key, times a
+            learned temperature that starts at ``initial_temperature``).
+        adapter_kernel_size: kernel of the adapters' first convolution, odd (see :class:`FeatureAdapter`).
+        initial_temperature: the cosine similarity's starting temperature, > 0.
+    """
+
+    embed_dim: int = 64
+    alpha: float = 0.5
+    levels: tuple[int, ...] | None = None
+    aggregation: str = "mean"
+    similarity: str = "dot"
+    adapter_kernel_size: int = 1
+    initial_temperature: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.levels is not None:
+            object.__setattr__(self, "levels", tuple(int(level) for level in self.levels))  # a config gives a list
+        if self.aggregation not in ("mean", "learned"):
+            raise ValueError(f"aggregation must be 'mean' or 'learned', got {self.aggregation!r}")
+        if self.similarity not in ("dot", "cosine"):
+            raise ValueError(f"similarity must be 'dot' or 'cosine', got {self.similarity!r}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
+        if self.embed_dim < 1 or self.initial_temperature <= 0:
+            raise ValueError(f"embed_dim must be >= 1 and initial_temperature > 0, got {self.embed_dim} and {self.initial_temperature}")
+
+    def with_overrides(self, **overrides: Any) -> AOVAOptions:
+        """A copy with ``overrides`` (field names; an unknown one is a ``TypeError`` naming it)."""
+        return replace(self, **overrides) if overrides else self
+
+
 class AOVAHead(nn.Module):
     """Cross-attention of pixel queries to text-attribute keys, aggregated over encoder levels.
 
     Args:
         feature_channels: channels of the encoder taps, finest first.
         text_dim: dimension of the sentence embeddings.
-        embed_dim: dimension of the shared query/key space.
-        alpha: the adapters' constant mixing ratio.
-        levels: which levels enter the map (indices into ``feature_channels``); a single level
-            gives the ablation variants of supplementary Table 8.
-        aggregation: ``mean`` or ``learned`` (softmax-normalised level weights).
-        similarity: ``dot`` (scaled dot product) or ``cosine`` (unit query and key, times a
-            learned temperature that starts at ``initial_temperature``).
-        adapter_kernel_size: kernel of the adapters' first convolution (see :class:`FeatureAdapter`).
+        options: :class:`AOVAOptions` (defaults if None); ``overrides`` replace single fields.
     """
 
-    def __init__(
-        self,
-        feature_channels: Sequence[int],
-        text_dim: int = 384,
-        embed_dim: int = 64,
-        alpha: float = 0.5,
-        levels: Sequence[int] | None = None,
-        aggregation: str = "mean",
-        similarity: str = "dot",
-        adapter_kernel_size: int = 1,
-        initial_temperature: float = 10.0,
-    ) -> None:
+    def __init__(self, feature_channels: Sequence[int], text_dim: int = 384, options: AOVAOptions | None = None, **overrides: Any) -> None:
         super().__init__()
-        self.levels = tuple(range(len(feature_channels)) if levels is None else levels)
+        options = (options or AOVAOptions()).with_overrides(**overrides)
+        self.options = options
+        self.levels = tuple(range(len(feature_channels)) if options.levels is None else options.levels)
         if not self.levels or any(not 0 <= level < len(feature_channels) for level in self.levels):
             raise ValueError(f"levels {self.levels} must index the {len(feature_channels)} feature levels")
-        if aggregation not in ("mean", "learned"):
-            raise ValueError(f"aggregation must be 'mean' or 'learned', got {aggregation!r}")
-        if similarity not in ("dot", "cosine"):
-            raise ValueError(f"similarity must be 'dot' or 'cosine', got {similarity!r}")
-        self.aggregation = aggregation
-        self.similarity = similarity
-        self.embed_dim = embed_dim
-        self.adapters = nn.ModuleList(FeatureAdapter(c, alpha, adapter_kernel_size) for c in feature_channels)
+        self.aggregation = options.aggregation
+        self.similarity = options.similarity
+        self.embed_dim = embed_dim = options.embed_dim
+        self.adapters = nn.ModuleList(FeatureAdapter(c, options.alpha, options.adapter_kernel_size) for c in feature_channels)
         # Group norm first: the frozen features' scale differs by level and by profile.
         self.queries = nn.ModuleList(nn.Sequential(nn.GroupNorm(1, c), nn.Conv3d(c, embed_dim, kernel_size=1)) for c in feature_channels)
         self.keys = nn.Linear(text_dim, embed_dim)
-        self.level_logits = nn.Parameter(torch.zeros(len(self.levels))) if aggregation == "learned" else None
+        self.level_logits = nn.Parameter(torch.zeros(len(self.levels))) if options.aggregation == "learned" else None
         # CLIP's parameterisation: the log of the temperature is learned.
-        self.log_temperature = nn.Parameter(torch.tensor(math.log(initial_temperature))) if similarity == "cosine" else None
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(options.initial_temperature))) if options.similarity == "cosine" else None
 
     def level_map(self, level: int, feature: torch.Tensor, keys: torch.Tensor, abnormal: torch.Tensor) -> torch.Tensor:
         """Attention mass on abnormal keys at one level: (B, 1, *feature grid) in [0, 1]."""

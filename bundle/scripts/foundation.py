@@ -19,6 +19,7 @@ from monai.apps.generation.maisi.networks.autoencoderkl_maisi import Autoencoder
 from monai.apps.generation.maisi.networks.diffusion_model_unet_maisi import DiffusionModelUNetMaisi
 from monai.networks.schedulers import DDPMScheduler, RFlowScheduler
 
+from .aova import AOVAOptions
 from .errors import UserError
 from .preprocessing import Modality
 
@@ -51,7 +52,7 @@ class FoundationProfile:
         patch_size: sliding-window patch in voxels at the working spacing; bounds memory.
         working_spacing: voxel size (mm) per modality the networks run at.
         num_inference_steps: default number of diffusion steps.
-        heads: keyword arguments of ``DiffuGTSHeads`` that go with this profile's features.
+        aova: the AOVA head's options that go with this profile's features.
         coarse_threshold: default AOVA level that enters the coarse mask, in (0, 1).
     """
 
@@ -61,7 +62,7 @@ class FoundationProfile:
     patch_size: tuple[int, int, int]
     working_spacing: Mapping[Modality, tuple[float, float, float]] = field(default_factory=dict)
     num_inference_steps: int = 30
-    heads: Mapping[str, Any] = field(default_factory=dict)
+    aova: AOVAOptions = field(default_factory=AOVAOptions)
     coarse_threshold: float = 0.5
 
     @property
@@ -138,7 +139,7 @@ PROFILES: dict[str, FoundationProfile] = {
         # [ours] A learned attention temperature: with the fixed 1/sqrt(d) scale the first trained
         # head's map collapsed to empty. 3x3x3 adapters: the 1x1x1 ones (pointwise on the small
         # VAE's features) reached a best validation DSC of 0.029 for the map alone, these 0.051.
-        heads={"similarity": "cosine", "adapter_kernel_size": 3},
+        aova=AOVAOptions(similarity="cosine", adapter_kernel_size=3),
         # [ours] Where the map alone scores best on the validation split (seen categories only),
         # with no foreground on its healthy scans.
         coarse_threshold=0.25,

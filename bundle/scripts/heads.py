@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from enum import StrEnum
+from typing import Any
 
 import torch
 from torch import nn
 
-from .aova import AOVAHead
+from .aova import AOVAHead, AOVAOptions
 from .checkpoints import load_state_dict_strict, read_checkpoint
 from .foundation import FoundationProfile, get_profile
 from .residual import ResidualRefiner
@@ -38,12 +39,8 @@ class DiffuGTSHeads(nn.Module):
     Args:
         feature_channels: channels of the VAE encoder taps (``FoundationProfile.feature_channels``).
         text_dim: sentence-embedding dimension (384 for MiniLM).
-        embed_dim: query/key dimension of the attention.
-        alpha: adapter mixing ratio in [0, 1].
-        levels: feature levels that enter the AOVA map (all by default).
-        aggregation: ``mean`` or ``learned``.
-        similarity: ``dot`` or ``cosine`` (learned temperature) attention.
-        adapter_kernel_size: kernel of the adapters' first convolution, odd.
+        aova: the AOVA head's options (:class:`~.aova.AOVAOptions`); ``aova_overrides`` (its field
+            names, e.g. ``levels``) replace single ones.
         refiner_channels: widths of the refiner UNet.
     """
 
@@ -51,25 +48,12 @@ class DiffuGTSHeads(nn.Module):
         self,
         feature_channels: Sequence[int],
         text_dim: int = 384,
-        embed_dim: int = 64,
-        alpha: float = 0.5,
-        levels: Sequence[int] | None = None,
-        aggregation: str = "mean",
-        similarity: str = "dot",
-        adapter_kernel_size: int = 1,
+        aova: AOVAOptions | None = None,
         refiner_channels: Sequence[int] = (16, 32, 64),
+        **aova_overrides: Any,
     ) -> None:
         super().__init__()
-        self.aova = AOVAHead(
-            feature_channels,
-            text_dim,
-            embed_dim,
-            alpha,
-            levels,
-            aggregation,
-            similarity=similarity,
-            adapter_kernel_size=adapter_kernel_size,
-        )
+        self.aova = AOVAHead(feature_channels, text_dim, aova, **aova_overrides)
         self.refiner = ResidualRefiner(len(feature_channels), refiner_channels)
 
     def forward(self, stage: HeadsStage | str, *inputs: torch.Tensor) -> torch.Tensor:
@@ -104,16 +88,16 @@ class DiffuGTSNetwork(DiffuGTSHeads):
 
 
 def heads_for_profile(profile: str | FoundationProfile, **options) -> DiffuGTSHeads:
-    """Heads sized for the encoder taps of ``profile``, with its head options; ``options`` (keyword
-    arguments of :class:`DiffuGTSHeads`) override them."""
+    """Heads sized for the encoder taps of ``profile``, with its AOVA options; ``options``
+    (``text_dim``, ``refiner_channels``, or fields of :class:`~.aova.AOVAOptions`) override them."""
     profile = get_profile(profile)
-    return DiffuGTSHeads(profile.feature_channels, **{**profile.heads, **options})
+    return DiffuGTSHeads(profile.feature_channels, aova=profile.aova, **options)
 
 
 def network_for_profile(profile: str | FoundationProfile, **options) -> DiffuGTSNetwork:
     """:func:`heads_for_profile` as a :class:`DiffuGTSNetwork` (the bundle's ``network_def``)."""
     profile = get_profile(profile)
-    return DiffuGTSNetwork(profile.feature_channels, **{**profile.heads, **options})
+    return DiffuGTSNetwork(profile.feature_channels, aova=profile.aova, **options)
 
 
 def load_heads_weights(heads: DiffuGTSHeads, path: str | os.PathLike) -> None:

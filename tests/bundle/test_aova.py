@@ -93,3 +93,18 @@ def test_adapter_kernel_widens_the_receptive_field():
     assert changed(point).sum() == 1 and changed(wide).sum() == 27
     with pytest.raises(ValueError, match="kernel_size"):
         FeatureAdapter(8, kernel_size=2)
+
+
+def test_the_options_are_declared_once_and_overridden_by_name():
+    from scripts.aova import AOVAOptions
+    from scripts.foundation import PROFILES
+    from scripts.heads import network_for_profile
+
+    assert PROFILES["mini"].aova == AOVAOptions(similarity="cosine", adapter_kernel_size=3)
+    # What `--network_def#levels "[1]"` gives: a list from the config, kept as a tuple.
+    network = network_for_profile("mini", text_dim=384, levels=[1])
+    assert network.aova.levels == (1,) and network.aova.options.similarity == "cosine"
+    with pytest.raises(TypeError, match="levelz"):
+        AOVAOptions().with_overrides(levelz=(1,))
+    with pytest.raises(ValueError, match="aggregation must be 'mean' or 'learned'"):
+        AOVAOptions(aggregation="max")
