@@ -52,7 +52,7 @@ from .heads import DiffuGTSHeads
 from .lesion_measurements import measure_lesions
 from .metrics import DEFAULT_NSD_TOLERANCE_MM
 from .output_staging import StagedOutputs, stage_outputs, stop_on_signals
-from .pipeline import OPTIONAL_MAPS, DiffuGTSPipeline, OutputMap, PipelineConfig, PipelineOutput, build_pipeline
+from .pipeline import OPTIONAL_MAPS, DiffuGTSPipeline, OutputMap, PipelineOutput, build_pipeline
 from .versions import package_versions
 
 __all__ = [
@@ -163,30 +163,15 @@ class DiffuGTSInferer(Inferer):
 
     Args:
         profile: ``mini`` or ``maisi``.
-        weights_dir, vae_weights, diffusion_weights, heads_weights, config, device: as for
-            :func:`~.pipeline.build_pipeline`.
+        options: keyword arguments of :func:`~.pipeline.build_pipeline` (``weights_dir``,
+            ``vae_weights``, ``diffusion_weights``, ``heads_weights``, ``config``, ``device``);
+            ``heads`` is the ``network`` each call passes.
     """
 
-    def __init__(
-        self,
-        profile: str | FoundationProfile = "mini",
-        *,
-        weights_dir: str | os.PathLike | None = None,
-        vae_weights: str | os.PathLike | None = None,
-        diffusion_weights: str | os.PathLike | None = None,
-        heads_weights: str | os.PathLike | None = None,
-        config: PipelineConfig | None = None,
-        device: str | torch.device | None = None,
-    ) -> None:
-        self.profile = profile
-        self.options: dict[str, Any] = {
-            "weights_dir": weights_dir,
-            "vae_weights": vae_weights,
-            "diffusion_weights": diffusion_weights,
-            "heads_weights": heads_weights,
-            "config": config,
-            "device": device,
-        }
+    def __init__(self, profile: str | FoundationProfile = "mini", **options: Any) -> None:
+        if "heads" in options:
+            raise TypeError("the heads are the network the inferer is called with, not an option")
+        self.profile, self.options = profile, options
         self._pipeline: DiffuGTSPipeline | None = None
 
     @classmethod
