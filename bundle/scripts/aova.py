@@ -32,20 +32,24 @@ class FeatureAdapter(nn.Module):
         alpha: constant mixing ratio in [0, 1]; 0 leaves the frozen feature unchanged.
         kernel_size: of T's first convolution, odd. 1 makes T the paper's per-voxel linear layers;
             3 lets a small encoder's features see their neighbourhood.
+        dilations: [ours] further 3x3x3 convolutions (each followed by a GELU) with these
+            dilations, before T's last one: context for a small encoder's features, whose own
+            receptive field is a few voxels (empty: the two-convolution T, same weights layout).
     """
 
-    def __init__(self, channels: int, alpha: float = 0.5, kernel_size: int = 1) -> None:
+    def __init__(self, channels: int, alpha: float = 0.5, kernel_size: int = 1, dilations: Sequence[int] = ()) -> None:
         super().__init__()
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"adapter kernel_size must be odd and >= 1, got {kernel_size}")
+        if any(int(d) < 1 for d in dilations):
+            raise ValueError(f"adapter dilations must be >= 1, got {tuple(dilations)}")
         self.alpha = alpha
-        self.transform = nn.Sequential(
-            nn.Conv3d(channels, channels, kernel_size=kernel_size, padding=kernel_size // 2),
-            nn.GELU(),
-            nn.Conv3d(channels, channels, kernel_size=1),
-        )
+        layers: list[nn.Module] = [nn.Conv3d(channels, channels, kernel_size=kernel_size, padding=kernel_size // 2), nn.GELU()]
+        for dilation in dilations:
+            layers += [nn.Conv3d(channels, channels, kernel_size=3, padding=int(dilation), dilation=int(dilation)), nn.GELU()]
+        self.transform = nn.Sequential(*layers, nn.Conv3d(channels, channels, kernel_size=1))
 
     def forward(self, feature: torch.Tensor) -> torch.Tensor:
         return self.alpha * self.transform(feature) + (1.0 - self.alpha) * feature
@@ -72,6 +76,8 @@ class AOVAOptions:
         similarity: ``dot`` (scaled dot product) or ``cosine`` (unit query and key, times a
             learned temperature that starts at ``initial_temperature``).
         adapter_kernel_size: kernel of the adapters' first convolution, odd (see :class:`FeatureAdapter`).
+        adapter_dilations: dilations of the adapters' further 3x3x3 convolutions (see
+            :class:`FeatureAdapter`; empty: none).
         initial_temperature: the cosine similarity's starting temperature, > 0.
     """
 
@@ -81,11 +87,13 @@ class AOVAOptions:
     aggregation: str = "mean"
     similarity: str = "dot"
     adapter_kernel_size: int = 1
+    adapter_dilations: tuple[int, ...] = ()
     initial_temperature: float = 10.0
 
     def __post_init__(self) -> None:
         if self.levels is not None:
             object.__setattr__(self, "levels", tuple(int(level) for level in self.levels))  # a config gives a list
+        object.__setattr__(self, "adapter_dilations", tuple(int(d) for d in self.adapter_dilations))
         if self.aggregation not in ("mean", "learned"):
             raise ValueError(f"aggregation must be 'mean' or 'learned', got {self.aggregation!r}")
         if self.similarity not in ("dot", "cosine"):
@@ -119,7 +127,7 @@ class AOVAHead(nn.Module):
         self.aggregation = options.aggregation
         self.similarity = options.similarity
         self.embed_dim = embed_dim = options.embed_dim
-        self.adapters = nn.ModuleList(FeatureAdapter(c, options.alpha, options.adapter_kernel_size) for c in feature_channels)
+        self.adapters = nn.ModuleList(FeatureAdapter(c, options.alpha, options.adapter_kernel_size, options.adapter_dilations) for c in feature_channels)
         # Group norm first: the frozen features' scale differs by level and by profile.
         self.queries = nn.ModuleList(nn.Sequential(nn.GroupNorm(1, c), nn.Conv3d(c, embed_dim, kernel_size=1)) for c in feature_channels)
         self.keys = nn.Linear(text_dim, embed_dim)

@@ -108,3 +108,17 @@ def test_the_options_are_declared_once_and_overridden_by_name():
         AOVAOptions().with_overrides(levelz=(1,))
     with pytest.raises(ValueError, match="aggregation must be 'mean' or 'learned'"):
         AOVAOptions(aggregation="max")
+
+
+def test_dilated_adapters_see_further_and_keep_the_plain_layout_when_absent():
+    from scripts.aova import FeatureAdapter
+
+    plain = FeatureAdapter(4, kernel_size=3)
+    assert list(plain.state_dict()) == ["transform.0.weight", "transform.0.bias", "transform.2.weight", "transform.2.bias"]
+    dilated = FeatureAdapter(4, kernel_size=3, dilations=(2, 4))
+    feature = torch.zeros(1, 4, 25, 25, 25, requires_grad=True)
+    dilated(feature)[0, :, 12, 12, 12].sum().backward()
+    reach = (feature.grad.abs().sum(dim=(0, 1)) > 0).nonzero()
+    assert int(reach[:, 0].min()) == 12 - (1 + 2 + 4) and int(reach[:, 0].max()) == 12 + 7  # 3x3x3 with dilations 1, 2, 4
+    with pytest.raises(ValueError, match="dilations must be >= 1"):
+        FeatureAdapter(4, dilations=(0,))
