@@ -123,7 +123,7 @@ def parse_save_maps(value: str | Sequence[str] | None) -> tuple[OutputMap, ...]:
 
 def pipeline_maps(save_maps: str | Sequence[str] | None, evaluate: bool = False) -> tuple[OutputMap, ...]:
     """The maps the pipeline brings back to the input grid: those written, and the AOVA map when
-    evaluating (the "AOVA map alone" row). Unknown names are left for the runner to report."""
+    evaluating (the "AOVA map alone" row). Unknown names are left for :class:`CaseOutputWriter` to report."""
     try:
         names = set(parse_save_maps(save_maps))
     except UserError:
