@@ -152,7 +152,11 @@ DEFAULT_PROFILE = "mini"
 
 
 def get_profile(name: str | FoundationProfile) -> FoundationProfile:
-    """Look a profile up by name; raise ``ValueError`` listing the valid names."""
+    """Look a profile up by name; raise ``ValueError`` listing the valid names.
+
+    Called where a name comes in (the functions the configs name, ``build_pipeline``); what they
+    call takes the profile itself.
+    """
     if isinstance(name, FoundationProfile):
         return name
     try:

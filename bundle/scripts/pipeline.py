@@ -282,7 +282,7 @@ class DiffuGTSPipeline:
     def __init__(
         self,
         *,
-        profile: str | FoundationProfile,
+        profile: FoundationProfile,
         vae: AutoencoderKlMaisi,
         unet: torch.nn.Module,
         scale_factor: float,
@@ -293,7 +293,7 @@ class DiffuGTSPipeline:
         device: str | torch.device = "cpu",
         weights: dict[str, str] | None = None,
     ) -> None:
-        self.profile = get_profile(profile)
+        self.profile = profile  # resolved by build_pipeline, where the name comes in
         self.device = torch.device(device)
         self.vae = vae.to(self.device).eval()
         self.unet = unet.to(self.device).eval()
