@@ -5,7 +5,7 @@ import torch
 
 from scripts.foundation import modality_class_label, spacing_condition
 from scripts.method import PatchSettings, pseudo_healthy_inputs, segment_patch
-from scripts.pipeline import PipelineConfig, _PatchSegmenter, build_pipeline
+from scripts.pipeline import _INPAINTED_REGION, OutputMap, PipelineConfig, _patch_key, _PatchSegmenter, build_pipeline
 from scripts.preprocessing import Modality
 from scripts.training import RefinerIteration
 
@@ -33,7 +33,7 @@ def test_training_sees_what_inference_sees_for_the_same_patch(pipeline, text_enc
 
     predictor = _PatchSegmenter(pipeline, [embedding], Modality.CT, spacing, StageTimer())
     inferred = predictor(patch)
-    assert inferred["region_0"].any(), "the test needs a region to inpaint"
+    assert inferred[_patch_key(_INPAINTED_REGION, 0)].any(), "the test needs a region to inpaint"
     # Training: the refiner's inputs, with the same networks, settings and diffusion seed.
     iteration = RefinerIteration(
         pipeline.vae,
@@ -55,13 +55,13 @@ def test_training_sees_what_inference_sees_for_the_same_patch(pipeline, text_enc
         spacing_condition(spacing, 1, "cpu"),
         torch.tensor([modality_class_label(Modality.CT)]),
     )
-    torch.testing.assert_close(aova_map.float(), inferred["aova_0"])
-    torch.testing.assert_close(pseudo_healthy.float(), inferred["pseudo_healthy_0"])
+    torch.testing.assert_close(aova_map.float(), inferred[_patch_key(OutputMap.AOVA_MAP, 0)])
+    torch.testing.assert_close(pseudo_healthy.float(), inferred[_patch_key(OutputMap.PSEUDO_HEALTHY, 0)])
     # And the refiner on those inputs gives the pipeline's probability.
     with torch.no_grad():
         logits = pipeline.heads.refiner(patch, pseudo_healthy, aova_map, residuals)
-    coarse = inferred["region_0"]
-    torch.testing.assert_close(torch.sigmoid(logits) * coarse, inferred["probability_0"])
+    coarse = inferred[_patch_key(_INPAINTED_REGION, 0)]
+    torch.testing.assert_close(torch.sigmoid(logits) * coarse, inferred[_patch_key(OutputMap.PROBABILITY, 0)])
 
 
 def test_no_region_means_no_inpainting_and_zero_residuals(pipeline, text_encoder):
