@@ -49,6 +49,10 @@ def _run(configs, tmp_path, **override):
     return json.loads((tmp_path / "logs" / f"{stage}_loss.json").read_text())["loss"]
 
 
+#: Four iterations in epochs of two, validated after each: two validation records.
+VALIDATE_TWICE = {"iterations": 4, "checkpoint_every": 2, "val_interval": 1}
+
+
 def _falls(losses, window=3):
     return np.mean(losses[-window:]) < np.mean(losses[:window])
 
@@ -253,9 +257,7 @@ def test_the_vae_stage_validates_its_gate_and_keeps_its_best_weights(tiny_corpus
         ["train.json", "train_vae.json"],
         tmp_path,
         datalist=tiny_corpus / "foundation.json",
-        iterations=4,
-        checkpoint_every=2,
-        val_interval=1,
+        **VALIDATE_TWICE,
         learning_rate=2e-3,
     )
     records = json.loads((tmp_path / "logs" / "vae_validation.json").read_text())["validation"]
@@ -332,9 +334,7 @@ def test_the_diffusion_stage_measures_its_inpainting_gate_and_keeps_its_best_wei
         ["train.json", "train_diffusion.json"],
         tmp_path,
         datalist=tiny_corpus / "foundation.json",
-        iterations=4,
-        checkpoint_every=2,
-        val_interval=1,
+        **VALIDATE_TWICE,
         batch_size=3,
         latent_cache_root=str(tmp_path / "latents"),
     )
@@ -366,9 +366,7 @@ def test_the_aova_stage_validates_the_map_alone_and_ships_its_best_weights(tiny_
         ["train.json", "train_aova.json"],
         tmp_path,
         datalist=folder / "heads.json",
-        iterations=4,
-        checkpoint_every=2,
-        val_interval=1,
+        **VALIDATE_TWICE,
         val_per_category=1,
         val_inferer={"_target_": "SlidingWindowInferer", "roi_size": [32, 32, 32], "sw_batch_size": 2},
         map_threshold=0.05,  # an untrained map is low everywhere: a low cut makes its Dice informative
