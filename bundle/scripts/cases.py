@@ -235,5 +235,4 @@ class CaseDataset(Dataset):
         return len(self.cases)
 
     def _transform(self, index: int) -> dict[str, Any]:
-        self.cases  # noqa: B018  (makes the items on first use)
-        return self.read(self.data[index])
+        return self.read({"case": self.cases[index]})
