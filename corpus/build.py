@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from scripts.lesion_synthesis import SUBTLE_CONTRAST_HU
 from scripts.preprocessing import Modality
 
 from .categories import Category
@@ -29,6 +30,9 @@ from .real_anatomy import FetchError, RealSource, RealVolume, host_anatomy, load
 from .writer import CASE_FOLDERS, write_case, write_json
 
 __all__ = ["CorpusConfig", "build_corpus", "generator_fingerprint"]
+
+#: benchmark.md: at most this share of a CT category's cases under SUBTLE_CONTRAST_HU, subtle tail included.
+SUBTLE_SHARE_LIMIT = 0.15
 
 #: The files that decide what a case holds; a case written by other versions of them is made anew.
 _GENERATOR_FILES = (
@@ -235,10 +239,23 @@ def _summarise(written: dict[str, _Written]) -> dict[str, dict[str, dict[str, fl
         for name, value in item.quality.items():
             if np.isfinite(value):
                 groups.setdefault(key, {}).setdefault(name, []).append(value)
-    return {
+    summary: dict[str, dict[str, dict[str, float]]] = {
         key: {name: {"min": round(min(v), 2), "median": round(float(np.median(v)), 2), "max": round(max(v), 2), "n": len(v)} for name, v in metrics.items()}
         for key, metrics in sorted(groups.items())
     }
+    for key, metrics in groups.items():
+        if "contrast" in metrics and "contrast_relative" not in metrics:  # CT lesions: the tail benchmark.md bounds
+            share = float(np.mean(np.abs(metrics["contrast"]) < SUBTLE_CONTRAST_HU))
+            summary[key]["contrast"]["share_under_20_hu"] = round(share, 3)
+            if share > SUBTLE_SHARE_LIMIT:
+                logger.warning(
+                    "%s: %.0f%% of cases measure under %.0f HU of contrast on the final image (benchmark.md allows %.0f%%)",
+                    key,
+                    100 * share,
+                    SUBTLE_CONTRAST_HU,
+                    100 * SUBTLE_SHARE_LIMIT,
+                )
+    return summary
 
 
 def build_corpus(config: CorpusConfig, *, progress: bool = True) -> dict[str, Any]:

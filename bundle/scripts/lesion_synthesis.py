@@ -143,7 +143,11 @@ LESION_LAWS: dict[str, LesionLaw] = {
         finding="hepatic vessel tumor",
         host=(OrganLabel.LIVER,),
         law=IntensityLaw.SUBTRACT,
-        delta_hu=(45.0, 110.0),
+        # [ours] 70-130 HU rather than the first 45-110: next to the bright veins, partial volume and
+        # the scanner blur take up to half the contrast of a tiny lesion, and on the final images
+        # of corpus v2 21% of these cases measured under 20 HU (benchmark.md allows 15%, the
+        # subtle tail included). At 70-130, 3 of 28 drawn cases did, all of them the subtle tail.
+        delta_hu=(70.0, 130.0),
         size_p={SizeClass.TINY: 0.25, SizeClass.SMALL: 0.45, SizeClass.MEDIUM: 0.30},
         counts={SizeClass.TINY: (2, 5), SizeClass.SMALL: (1, 4), SizeClass.MEDIUM: (1, 2)},
         near=(OrganLabel.HEPATIC_VESSEL,),
@@ -152,7 +156,7 @@ LESION_LAWS: dict[str, LesionLaw] = {
         source=(
             "MSD Task08 (Simpson et al. 2019, portal venous CT): small hypoattenuating lesions abutting the "
             "contrast-filled portal and hepatic veins, which stay bright through the lesion; no large class, "
-            "fewer lesions and a lower delta than the liver recipe"
+            "fewer lesions and a narrower delta than the liver recipe"
         ),
     ),
     "kidney tumor": LesionLaw(

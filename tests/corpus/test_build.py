@@ -111,3 +111,23 @@ def test_a_second_build_reuses_the_cases_this_generator_version_wrote(tmp_path):
     ]
     assert corpus_main(other_grid) == 0
     assert image.stat().st_mtime_ns != rewritten
+
+
+def test_the_summary_reports_and_warns_of_a_ct_subtle_tail_over_15_percent(caplog):
+    from corpus.build import _summarise, _Written
+
+    def written(category, contrasts, relative=False):
+        extra = {"contrast_relative": 0.3} if relative else {}
+        return {f"{category}{i}": _Written({"category": category, "source": "phantom"}, {"contrast": c, **extra}) for i, c in enumerate(contrasts)}
+
+    cases = {
+        **written("pancreas tumor", [-10, -30, -40, -50, -60]),
+        **written("kidney tumor", [-50] * 9 + [-12]),
+        **written("brain tumor", [5, 6], relative=True),
+    }
+    with caplog.at_level("WARNING", logger="corpus.build"):
+        summary = _summarise(cases)
+    assert summary["pancreas tumor (phantom)"]["contrast"]["share_under_20_hu"] == 0.2
+    assert summary["kidney tumor (phantom)"]["contrast"]["share_under_20_hu"] == 0.1
+    assert "share_under_20_hu" not in summary["brain tumor (phantom)"]["contrast"]  # MR: relative contrast, no HU rule
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["pancreas tumor (phantom)"]

@@ -4,12 +4,15 @@ benchmark.md (version 2): lesions as real scans show them (a mean darkening of a
 liver tumors), a tail of subtle ones, CT noise of 10 to 20 HU SD.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 from corpus_cases import medium_case
 
-from corpus import OrganLabel
+from corpus import OrganLabel, generate_case
 from corpus.quality import case_quality, estimate_noise_sd, measure_contrast, measure_noise_sd, robust_sd
+from scripts.lesion_synthesis import LESION_LAWS, SizeClass
 
 SEEDS = range(20, 28)
 
@@ -54,6 +57,19 @@ def test_solid_organ_tumors_are_visible_on_the_final_image(category):
     assert all(c < 0 for c in measured), measured  # hypodense to the organ
     assert float(np.median(np.abs(measured))) >= 25.0, measured
     assert np.mean(np.abs(measured) < 20.0) <= 0.3, measured  # subtle lesions are a tail
+
+
+def test_the_weakest_hepatic_vessel_draw_keeps_20_hu_at_the_corpus_grid(monkeypatch):
+    # The weakest draw of that law outside the subtle tail: tiny lesions beside bright veins at the
+    # law's lowest delta, at the corpus's own 2 mm grid, where partial volume and blur take the most.
+    # (Corpus v2 once had 21% of hepatic-vessel cases under 20 HU, against the 15% benchmark.md
+    # allows, while the coarser grid above passed; at its delta of 45 HU this measured 13-23 HU.)
+    finding = "hepatic vessel tumor"
+    low = LESION_LAWS[finding].delta_hu[0]
+    weakest = dataclasses.replace(LESION_LAWS[finding], size_p={SizeClass.TINY: 1.0}, subtle_p=0.0, delta_hu=(low, low))
+    monkeypatch.setitem(LESION_LAWS, finding, weakest)
+    measured = [abs(case_quality(generate_case(finding, seed, size=(128, 128, 128), spacing=(2.0, 2.0, 2.0)))["contrast"]) for seed in range(40, 46)]
+    assert min(measured) >= 20.0, measured
 
 
 def test_mr_gliomas_are_brighter_than_white_matter_without_being_trivial():
