@@ -26,6 +26,7 @@ from monai.data import load_decathlon_datalist  # noqa: E402
 from monai.transforms import Compose, LoadImaged  # noqa: E402
 
 from scripts.features import encode_with_features  # noqa: E402
+from scripts.foundation import PROFILES  # noqa: E402
 from scripts.heads import heads_for_profile, load_heads_weights  # noqa: E402
 from scripts.metrics import dice_score  # noqa: E402
 from scripts.text import PromptBuilder, SentenceEncoder  # noqa: E402
@@ -43,12 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
-    vae = load_frozen_vae("mini", args.models / "autoencoder.pt", "cpu")
-    heads = heads_for_profile("mini", text_dim=384)
+    vae = load_frozen_vae(PROFILES["mini"], args.models / "autoencoder.pt", "cpu")
+    heads = heads_for_profile(PROFILES["mini"], text_dim=384)
     load_heads_weights(heads, args.models / "diffugts_heads.pt")
     heads.eval()
     encoder, builder = SentenceEncoder(), PromptBuilder()
-    load = Compose([LoadImaged(["image", "label"], image_only=True, allow_missing_keys=True), PrepareVolumed(["image", "label"], "mini")])
+    load = Compose([LoadImaged(["image", "label"], image_only=True, allow_missing_keys=True), PrepareVolumed(["image", "label"], PROFILES["mini"])])
     cases = load_decathlon_datalist(str(args.datalist), True, args.key)[: args.limit]
 
     tumor_dice: dict[str, list[list[float]]] = defaultdict(list)

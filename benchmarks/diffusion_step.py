@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bundle"))
 
-from scripts.foundation import build_diffusion_unet, build_scheduler, build_vae  # noqa: E402
+from scripts.foundation import build_diffusion_unet, build_scheduler, build_vae, get_profile  # noqa: E402
 from scripts.latent_cache import latent_patch_size  # noqa: E402
 from scripts.training import DiffusionIteration  # noqa: E402
 
@@ -42,11 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    vae = build_vae(args.profile, "cpu")
-    unet = build_diffusion_unet(args.profile, "cpu", trainable=True)
+    profile = get_profile(args.profile)
+    vae = build_vae(profile, "cpu")
+    unet = build_diffusion_unet(profile, "cpu", trainable=True)
     common = {"spacing": torch.full((args.batch, 3), 2.0), "class_label": torch.ones(args.batch, dtype=torch.long)}
     image = torch.rand(args.batch, 1, *[args.patch] * 3)
-    latent = torch.randn(args.batch, 4, *latent_patch_size([args.patch] * 3, args.profile))
+    latent = torch.randn(args.batch, 4, *latent_patch_size([args.patch] * 3, profile))
     encoded = seconds_per_step(DiffusionIteration(vae, build_scheduler("rflow"), 1.0), unet, {**common, "image": image}, args.steps)
     cached = seconds_per_step(DiffusionIteration(None, build_scheduler("rflow"), 1.0), unet, {**common, "latent": latent}, args.steps)
     print(f"profile {args.profile}, batch {args.batch} x {args.patch}^3 image patches ({latent.shape[2]}^3 latents), {torch.get_num_threads()} threads")

@@ -137,8 +137,9 @@ def _measure_here(args: argparse.Namespace) -> dict[str, Any]:
     models = ROOT / "bundle" / "models" / args.profile
     start = time.perf_counter()
     # maisi: no official weights here; random networks time the same as trained ones.
+    profile = get_profile(args.profile)
     pipeline = build_pipeline(
-        args.profile,
+        profile,
         weights_dir=models if models.is_dir() else None,
         device=device,
         config=PipelineConfig(
@@ -182,7 +183,6 @@ def _measure_here(args: argparse.Namespace) -> dict[str, Any]:
     cuda_peak_mb = torch.cuda.max_memory_allocated() / 2**20 if on_cuda else None
     # The working grid as the pipeline builds it (after the peak is read: this allocates).
     volume = as_volume(LoadImage(image_only=True)(args.image))
-    profile = get_profile(args.profile)
     grid = list(VolumeGeometry(working_spacing=pipeline.working_spacing(modality), divisor=profile.divisor)(volume).shape[1:])
     stages = dict(report["stage_seconds"])
     assert pipeline.config.patch_size is not None  # the validated config fills it in

@@ -24,7 +24,7 @@ from monai.inferers import SlidingWindowInferer  # noqa: E402
 from monai.transforms import LoadImage  # noqa: E402
 
 from scripts.checkpoints import load_vae_weights
-from scripts.foundation import build_vae  # noqa: E402
+from scripts.foundation import build_vae, get_profile  # noqa: E402
 from scripts.training import PrepareVolumed  # noqa: E402
 
 
@@ -35,9 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="mini")
     parser.add_argument("--weights", type=Path, default=Path("bundle/models/mini/autoencoder.pt"))
     args = parser.parse_args(argv)
-    vae = build_vae(args.profile)
+    profile = get_profile(args.profile)
+    vae = build_vae(profile)
     load_vae_weights(vae, args.weights)
-    prepare = PrepareVolumed(keys=["image"], profile=args.profile)
+    prepare = PrepareVolumed(keys=["image"], profile=profile)
     inferer = SlidingWindowInferer(roi_size=(64, 64, 64), sw_batch_size=1, overlap=0.25, mode="gaussian")
     loader = LoadImage(image_only=True)
     scores: dict[str, list[float]] = defaultdict(list)

@@ -57,7 +57,7 @@ class DiffuGTSOperator(Operator):
     def __init__(self, fragment: Fragment, *args, config: AppConfig, weights: WeightsChoice, **kwargs) -> None:
         self.config = config
         self.weights_choice = weights
-        logger.info("building the '%s' pipeline from %s (%s)", weights.profile, weights.folder or "no weights folder", weights.source)
+        logger.info("building the '%s' pipeline from %s (%s)", weights.profile.name, weights.folder or "no weights folder", weights.source)
         # Progress on: segment() turns the bars into log lines (operators.stages.patch_progress).
         # The text encoder's "Loading weights" bar would put carriage returns into the log.
         transformers_logging.disable_progress_bar()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import scripts
 from scripts.errors import UserError
-from scripts.foundation import DEFAULT_PROFILE, PROFILES
+from scripts.foundation import DEFAULT_PROFILE, PROFILES, FoundationProfile, get_profile
 from scripts.pipeline import WEIGHT_FILES
 
 __all__ = ["AUTO_PROFILE", "EMBEDDED_MODELS", "WeightsChoice", "resolve_weights"]
@@ -24,9 +24,9 @@ EMBEDDED_MODELS = Path(scripts.__file__).resolve().parent.parent / "models" / DE
 
 @dataclass(frozen=True)
 class WeightsChoice:
-    """Which weights a run uses: the profile name and the folder (``None``: none found)."""
+    """Which weights a run uses: the profile (resolved here, once) and the folder (``None``: none found)."""
 
-    profile: str
+    profile: FoundationProfile
     folder: Path | None
     source: str
 
@@ -75,7 +75,7 @@ def resolve_weights(model_path: str | os.PathLike | None, *, explicit: bool, pro
             "weights and the masks would mean nothing; add the file(s), or (research only) set allow_random_weights "
             "in the configuration"
         )
-    return WeightsChoice(profile=profile, folder=folder if folder.is_dir() else None, source=source)
+    return WeightsChoice(profile=get_profile(profile), folder=folder if folder.is_dir() else None, source=source)
 
 
 def _weights_folder(path: Path) -> Path | None:

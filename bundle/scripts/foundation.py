@@ -151,14 +151,13 @@ PROFILES: dict[str, FoundationProfile] = {
 DEFAULT_PROFILE = "mini"
 
 
-def get_profile(name: str | FoundationProfile) -> FoundationProfile:
-    """Look a profile up by name; raise ``ValueError`` listing the valid names.
+def get_profile(name: str) -> FoundationProfile:
+    """Look a profile up by name; ``UserError`` listing the valid names.
 
-    Called where a name comes in (the functions the configs name, ``build_pipeline``); what they
-    call takes the profile itself.
+    Called once where a name comes in: the configs' ``foundation_profile`` item, the app's weights
+    choice (:func:`operators.weights.resolve_weights`), a benchmark's ``--profile``. Everything
+    else takes the :class:`FoundationProfile` itself.
     """
-    if isinstance(name, FoundationProfile):
-        return name
     try:
         return PROFILES[str(name)]
     except KeyError:
@@ -201,19 +200,19 @@ def fuse_group_norms(network: _ModuleT) -> _ModuleT:
     return network
 
 
-def build_vae(profile: str | FoundationProfile, device: torch.device | str = "cpu", *, trainable: bool = False) -> AutoencoderKlMaisi:
+def build_vae(profile: FoundationProfile, device: torch.device | str = "cpu", *, trainable: bool = False) -> AutoencoderKlMaisi:
     """The profile's VAE: frozen and in eval mode, unless built to be trained (``mini`` only)."""
     settings = runtime_settings(device)
     if trainable:  # fp16 norms are an inference-only memory saving
         settings["norm_float16"] = False
-    vae = fuse_group_norms(AutoencoderKlMaisi(**get_profile(profile).vae, **settings, save_mem=False))
+    vae = fuse_group_norms(AutoencoderKlMaisi(**profile.vae, **settings, save_mem=False))
     return vae.to(device) if trainable else _frozen(vae, device)
 
 
-def build_diffusion_unet(profile: str | FoundationProfile, device: torch.device | str = "cpu", *, trainable: bool = False) -> DiffusionModelUNetMaisi:
+def build_diffusion_unet(profile: FoundationProfile, device: torch.device | str = "cpu", *, trainable: bool = False) -> DiffusionModelUNetMaisi:
     """The profile's diffusion UNet: frozen and in eval mode, unless built to be trained."""
     settings = runtime_settings(device)
-    unet = DiffusionModelUNetMaisi(**get_profile(profile).unet, use_flash_attention=settings["use_flash_attention"])
+    unet = DiffusionModelUNetMaisi(**profile.unet, use_flash_attention=settings["use_flash_attention"])
     return unet.to(device) if trainable else _frozen(unet, device)
 
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from .aova import AOVAHead, AOVAOptions
 from .checkpoints import load_state_dict_strict, read_checkpoint
-from .foundation import FoundationProfile, get_profile
+from .foundation import FoundationProfile
 from .residual import ResidualRefiner
 
 __all__ = ["HeadsStage", "DiffuGTSHeads", "DiffuGTSNetwork", "heads_for_profile", "network_for_profile", "load_heads_weights"]
@@ -87,16 +87,14 @@ class DiffuGTSNetwork(DiffuGTSHeads):
         return torch.sigmoid(self.refiner.network(stack))
 
 
-def heads_for_profile(profile: str | FoundationProfile, **options) -> DiffuGTSHeads:
+def heads_for_profile(profile: FoundationProfile, **options) -> DiffuGTSHeads:
     """Heads sized for the encoder taps of ``profile``, with its AOVA options; ``options``
     (``text_dim``, ``refiner_channels``, or fields of :class:`~.aova.AOVAOptions`) override them."""
-    profile = get_profile(profile)
     return DiffuGTSHeads(profile.feature_channels, aova=profile.aova, **options)
 
 
-def network_for_profile(profile: str | FoundationProfile, **options) -> DiffuGTSNetwork:
+def network_for_profile(profile: FoundationProfile, **options) -> DiffuGTSNetwork:
     """:func:`heads_for_profile` as a :class:`DiffuGTSNetwork` (the bundle's ``network_def``)."""
-    profile = get_profile(profile)
     return DiffuGTSNetwork(profile.feature_channels, aova=profile.aova, **options)
 
 

@@ -162,13 +162,13 @@ class DiffuGTSInferer(Inferer):
     that unreadable weights end in the run's one-line error too.
 
     Args:
-        profile: ``mini`` or ``maisi``.
+        profile: the foundation profile (the configs' ``foundation_profile``).
         options: keyword arguments of :func:`~.pipeline.build_pipeline` (``weights_dir``,
             ``vae_weights``, ``diffusion_weights``, ``heads_weights``, ``config``, ``device``);
             ``heads`` is the ``network`` each call passes.
     """
 
-    def __init__(self, profile: str | FoundationProfile = "mini", **options: Any) -> None:
+    def __init__(self, profile: FoundationProfile, **options: Any) -> None:
         if "heads" in options:
             raise TypeError("the heads are the network the inferer is called with, not an option")
         self.profile, self.options = profile, options

@@ -24,7 +24,7 @@ from monai.inferers import SlidingWindowInferer
 from monai.transforms import MapTransform
 
 from .checkpoints import file_sha256
-from .foundation import get_profile
+from .foundation import FoundationProfile
 
 if TYPE_CHECKING:
     from monai.apps.generation.maisi.networks.autoencoderkl_maisi import AutoencoderKlMaisi
@@ -32,14 +32,14 @@ if TYPE_CHECKING:
 __all__ = ["EncodeLatentd", "latent_cache_dir", "latent_patch_size", "latent_scale_factor_of_latents"]
 
 
-def latent_cache_dir(root: str | os.PathLike, vae_weights: str | os.PathLike, profile: str = "mini") -> str:
+def latent_cache_dir(root: str | os.PathLike, vae_weights: str | os.PathLike, profile: FoundationProfile) -> str:
     """``root/<profile>-<first 16 hex digits of the VAE file's sha256>``: one cache per weights."""
-    return str(Path(root) / f"{get_profile(profile).name}-{file_sha256(vae_weights)[:16]}")
+    return str(Path(root) / f"{profile.name}-{file_sha256(vae_weights)[:16]}")
 
 
-def latent_patch_size(patch_size: Sequence[int], profile: str = "mini") -> list[int]:
+def latent_patch_size(patch_size: Sequence[int], profile: FoundationProfile) -> list[int]:
     """The latent crop that covers an image patch of ``patch_size`` voxels."""
-    factor = 2 ** (len(get_profile(profile).vae["num_channels"]) - 1)
+    factor = 2 ** (len(profile.vae["num_channels"]) - 1)
     if any(int(s) % factor for s in patch_size):
         raise ValueError(f"patch_size {list(patch_size)} must be a multiple of the VAE's downsampling {factor}")
     return [int(s) // factor for s in patch_size]
@@ -65,7 +65,7 @@ class EncodeLatentd(MapTransform):
         self,
         keys: KeysCollection,
         vae: AutoencoderKlMaisi,
-        profile: str = "mini",
+        profile: FoundationProfile,
         latent_key: str = "latent",
         device: torch.device | str = "cpu",
         overlap: float = 0.25,
@@ -76,7 +76,7 @@ class EncodeLatentd(MapTransform):
             raise ValueError(f"keys must name the image only, got {self.keys!r}")
         self.vae = vae.eval().requires_grad_(False)
         self.latent_key, self.device, self.drop_image = latent_key, torch.device(device), drop_image
-        self.inferer = SlidingWindowInferer(roi_size=list(get_profile(profile).patch_size), sw_batch_size=1, overlap=overlap, mode="gaussian")
+        self.inferer = SlidingWindowInferer(roi_size=list(profile.patch_size), sw_batch_size=1, overlap=overlap, mode="gaussian")
 
     @torch.no_grad()
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:

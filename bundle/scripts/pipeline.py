@@ -27,7 +27,7 @@ from monai.inferers import SlidingWindowInferer
 
 from .checkpoints import file_sha256, load_diffusion_weights, load_vae_weights
 from .errors import UserError
-from .foundation import FoundationProfile, SchedulerKind, build_diffusion_unet, build_scheduler, build_vae, get_profile, modality_class_label, spacing_condition
+from .foundation import FoundationProfile, SchedulerKind, build_diffusion_unet, build_scheduler, build_vae, modality_class_label, spacing_condition
 from .heads import DiffuGTSHeads, heads_for_profile, load_heads_weights
 from .inpainting import InpaintingMode
 from .memory_budget import check_memory_budget
@@ -293,7 +293,7 @@ class DiffuGTSPipeline:
         device: str | torch.device = "cpu",
         weights: dict[str, str] | None = None,
     ) -> None:
-        self.profile = profile  # resolved by build_pipeline, where the name comes in
+        self.profile = profile  # resolved where the name comes in (get_profile)
         self.device = torch.device(device)
         self.vae = vae.to(self.device).eval()
         self.unet = unet.to(self.device).eval()
@@ -527,7 +527,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def build_pipeline(
-    profile: str | FoundationProfile = "mini",
+    profile: FoundationProfile,
     *,
     weights_dir: str | os.PathLike | None = None,
     vae_weights: str | os.PathLike | None = None,
@@ -543,7 +543,7 @@ def build_pipeline(
     """Build the networks of ``profile`` and load whatever weights are given.
 
     Args:
-        profile: ``mini`` or ``maisi``.
+        profile: the foundation profile (:func:`~.foundation.get_profile` resolves a name).
         weights_dir: a folder holding :data:`WEIGHT_FILES`; files missing there are left at
             their seeded random initialisation, with a warning (the outputs then mean nothing).
         vae_weights, diffusion_weights, heads_weights: explicit files; override ``weights_dir``.
@@ -554,7 +554,6 @@ def build_pipeline(
         text_encoder: share one encoder between pipelines.
         init_seed: seeds the initialisation of networks without weights.
     """
-    profile = get_profile(profile)
     device = resolve_device(device)
     files = {"vae": vae_weights, "diffusion": diffusion_weights, "heads": heads_weights}
     for key, name in WEIGHT_FILES.items():

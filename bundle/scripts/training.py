@@ -34,7 +34,7 @@ from torch import nn
 
 from .checkpoints import atomic_save, load_diffusion_weights, load_vae_weights, save_diffusion_weights
 from .features import encode_with_features
-from .foundation import build_diffusion_unet, build_vae, get_profile, modality_class_label
+from .foundation import FoundationProfile, build_diffusion_unet, build_vae, modality_class_label
 from .heads import DiffuGTSHeads, HeadsStage, load_heads_weights
 from .method import FrozenFoundation, PatchSettings, pseudo_healthy_inputs
 from .preprocessing import Modality, VolumeGeometry, as_volume, intensity_window, normalize_intensity
@@ -82,15 +82,15 @@ class PrepareVolumed(MapTransform):
     Args:
         keys: image key first, then label keys (resampled with nearest neighbour); a missing
             first label (healthy item) becomes an empty mask.
-        profile: foundation profile name.
+        profile: the foundation profile.
         modality_key: item key holding ``CT`` or ``MR``.
         label_maps: label keys that hold several values (an organ label map): resampled with
             nearest neighbour but not binarised.
     """
 
-    def __init__(self, keys: KeysCollection, profile: str = "mini", modality_key: str = "modality", label_maps: str | Collection[Hashable] = ()) -> None:
+    def __init__(self, keys: KeysCollection, profile: FoundationProfile, modality_key: str = "modality", label_maps: str | Collection[Hashable] = ()) -> None:
         super().__init__(keys)
-        self.profile = get_profile(profile)
+        self.profile = profile
         self.modality_key = modality_key
         self.label_maps = {label_maps} if isinstance(label_maps, str) else set(label_maps)
 
@@ -266,14 +266,14 @@ def latent_scale_factor_of(vae: AutoencoderKlMaisi, dataset: Any, device: torch.
     return value
 
 
-def load_frozen_vae(profile: str, path: str | Path, device: torch.device | str) -> AutoencoderKlMaisi:
+def load_frozen_vae(profile: FoundationProfile, path: str | Path, device: torch.device | str) -> AutoencoderKlMaisi:
     """The profile's VAE with trained weights, frozen: the input of the later stages."""
     vae = build_vae(profile, device)
     load_vae_weights(vae, path)
     return vae
 
 
-def load_frozen_unet(profile: str, path: str | Path, device: torch.device | str) -> tuple[nn.Module, float]:
+def load_frozen_unet(profile: FoundationProfile, path: str | Path, device: torch.device | str) -> tuple[nn.Module, float]:
     """The profile's diffusion UNet with trained weights, frozen, and its latent scale factor."""
     unet = build_diffusion_unet(profile, device)
     return unet, load_diffusion_weights(unet, path)
@@ -442,7 +442,7 @@ class RefinerIteration:
         strength: float = 0.8,
         coarse_threshold: float | None = None,
         coarse_dilation: int = 2,
-        profile: str = "mini",
+        profile: FoundationProfile,
         misleading_rate: float = 0.3,
         seed: int = 0,
     ) -> None:
@@ -450,7 +450,7 @@ class RefinerIteration:
         self.sampler = _PromptSampler(text_encoder, misleading_rate, seed)
         # The coarse mask as the pipeline makes it: the profile's threshold unless one is given.
         self.settings = PatchSettings(
-            coarse_threshold=get_profile(profile).coarse_threshold if coarse_threshold is None else coarse_threshold,
+            coarse_threshold=profile.coarse_threshold if coarse_threshold is None else coarse_threshold,
             coarse_dilation=coarse_dilation,
             num_steps=num_steps,
             strength=strength,

@@ -90,6 +90,7 @@ def nifti_inference(source_files, modality: str, prompts, folder: Path) -> tuple
     from operators.volume_geometry import LPS_TO_RAS, series_affine, slice_normal
     from operators.weights import EMBEDDED_MODELS
     from scripts import build_pipeline
+    from scripts.foundation import PROFILES
 
     datasets = [pydicom.dcmread(f) for f in source_files]
     normal = slice_normal(datasets[0])
@@ -104,7 +105,7 @@ def nifti_inference(source_files, modality: str, prompts, folder: Path) -> tuple
     nib.save(nib.Nifti1Image(slices.transpose(2, 1, 0), affine), path)
     image = nib.load(path)
     config = AppConfig.from_mapping(FAST_CONFIG).pipeline_config()
-    pipeline = build_pipeline("mini", weights_dir=EMBEDDED_MODELS if EMBEDDED_MODELS.is_dir() else None, config=config)
+    pipeline = build_pipeline(PROFILES["mini"], weights_dir=EMBEDDED_MODELS if EMBEDDED_MODELS.is_dir() else None, config=config)
     output = pipeline.segment(np.asarray(image.dataobj, dtype=np.float32), affine=image.affine, modality=modality, prompts=list(prompts))
     return np.stack([r.mask for r in output.results], axis=-1), [str(ds.SOPInstanceUID) for ds in datasets]
 

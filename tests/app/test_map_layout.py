@@ -51,14 +51,14 @@ def test_app_folder_is_a_python_module_application():
 
 def _write_random_weights(folder: Path) -> None:
     """The three weights files, of random networks, in the official formats (a missing one is refused)."""
-    from scripts.foundation import build_diffusion_unet, build_vae
+    from scripts.foundation import PROFILES, build_diffusion_unet, build_vae
     from scripts.heads import heads_for_profile
 
     folder.mkdir(parents=True)
     torch.manual_seed(1)
-    torch.save(build_vae("mini").state_dict(), folder / "autoencoder.pt")
-    torch.save({"unet_state_dict": build_diffusion_unet("mini").state_dict(), "scale_factor": 1.0}, folder / "diffusion_unet.pt")
-    torch.save(heads_for_profile("mini").state_dict(), folder / "diffugts_heads.pt")
+    torch.save(build_vae(PROFILES["mini"]).state_dict(), folder / "autoencoder.pt")
+    torch.save({"unet_state_dict": build_diffusion_unet(PROFILES["mini"]).state_dict(), "scale_factor": 1.0}, folder / "diffusion_unet.pt")
+    torch.save(heads_for_profile(PROFILES["mini"]).state_dict(), folder / "diffugts_heads.pt")
 
 
 @pytest.mark.slow

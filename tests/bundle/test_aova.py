@@ -102,7 +102,7 @@ def test_the_options_are_declared_once_and_overridden_by_name():
 
     assert PROFILES["mini"].aova == AOVAOptions(similarity="cosine", adapter_kernel_size=3)
     # What `--network_def#levels "[1]"` gives: a list from the config, kept as a tuple.
-    network = network_for_profile("mini", text_dim=384, levels=[1])
+    network = network_for_profile(PROFILES["mini"], text_dim=384, levels=[1])
     assert network.aova.levels == (1,) and network.aova.options.similarity == "cosine"
     with pytest.raises(TypeError, match="levelz"):
         AOVAOptions().with_overrides(levelz=(1,))

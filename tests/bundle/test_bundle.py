@@ -126,13 +126,13 @@ def test_evaluation_override_writes_metrics_per_case_and_category(tmp_path):
 
 @pytest.mark.slow
 def test_maisi_profile_runs_official_architectures_from_official_checkpoints(tmp_path):
-    from scripts.foundation import build_diffusion_unet, build_vae
+    from scripts.foundation import PROFILES, build_diffusion_unet, build_vae
 
     models = tmp_path / "models"
     models.mkdir()
     torch.manual_seed(0)
-    torch.save(build_vae("maisi").state_dict(), models / "autoencoder_v1.pt")
-    unet = build_diffusion_unet("maisi")
+    torch.save(build_vae(PROFILES["maisi"]).state_dict(), models / "autoencoder_v1.pt")
+    unet = build_diffusion_unet(PROFILES["maisi"])
     torch.save({"unet_state_dict": unet.state_dict(), "scale_factor": torch.tensor(0.9)}, models / "diff_unet_3d_rflow-ct.pt")
     del unet
     rng = np.random.default_rng(0)

@@ -17,7 +17,7 @@ def test_profile_divisors_follow_the_networks_downsampling():
 
 
 def test_mini_networks_run_on_cpu_at_the_profile_divisor():
-    vae, unet = build_vae("mini"), build_diffusion_unet("mini")
+    vae, unet = build_vae(PROFILES["mini"]), build_diffusion_unet(PROFILES["mini"])
     x = torch.rand(1, 1, 16, 16, 32)
     z = vae.encode_stage_2_inputs(x)
     assert z.shape == (1, 4, 4, 4, 8)
@@ -59,4 +59,4 @@ def test_fused_group_norm_computes_what_maisi_group_norm_computes():
     fuse_group_norms(norm)
     assert type(norm) is FusedMaisiGroupNorm3D
     torch.testing.assert_close(norm(x), expected, atol=1e-5, rtol=1e-5)
-    assert any(type(m) is FusedMaisiGroupNorm3D for m in build_vae("mini").modules())
+    assert any(type(m) is FusedMaisiGroupNorm3D for m in build_vae(PROFILES["mini"]).modules())

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from scripts.checkpoints import CheckpointError
-from scripts.foundation import get_profile
+from scripts.foundation import PROFILES, get_profile
 from scripts.heads import DiffuGTSHeads, DiffuGTSNetwork, heads_for_profile, load_heads_weights, network_for_profile
 
 CHANNELS = (4, 8, 8)
@@ -40,20 +40,20 @@ def test_the_network_def_twin_shares_the_state_dict_and_returns_the_refiners_pro
 
 def test_profile_sized_heads_take_the_profiles_options_and_accept_overrides():
     profile = get_profile("mini")
-    heads = heads_for_profile("mini")
+    heads = heads_for_profile(PROFILES["mini"])
     assert heads.refiner.in_channels == 4 + len(profile.feature_channels)
-    assert set(network_for_profile("mini").state_dict()) == set(heads.state_dict())
-    assert heads_for_profile("mini", refiner_channels=(8, 16)).refiner.network.model[0].conv.unit0.conv.out_channels == 8
+    assert set(network_for_profile(PROFILES["mini"]).state_dict()) == set(heads.state_dict())
+    assert heads_for_profile(PROFILES["mini"], refiner_channels=(8, 16)).refiner.network.model[0].conv.unit0.conv.out_channels == 8
 
 
 def test_loading_checks_the_file_against_the_network(tmp_path):
     torch.manual_seed(0)
-    source = heads_for_profile("mini")
+    source = heads_for_profile(PROFILES["mini"])
     path = tmp_path / "diffugts_heads.pt"
     torch.save(source.state_dict(), path)
-    target = heads_for_profile("mini")
+    target = heads_for_profile(PROFILES["mini"])
     load_heads_weights(target, path)
     assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))
-    torch.save(heads_for_profile("mini", refiner_channels=(8, 16)).state_dict(), path)
+    torch.save(heads_for_profile(PROFILES["mini"], refiner_channels=(8, 16)).state_dict(), path)
     with pytest.raises(CheckpointError, match=r"diffugts_heads.pt does not fit the network .*shape-mismatched"):
         load_heads_weights(target, path)

@@ -1,14 +1,14 @@
 import pytest
 import torch
 
-from scripts.foundation import build_diffusion_unet, build_scheduler
+from scripts.foundation import PROFILES, build_diffusion_unet, build_scheduler
 from scripts.inpainting import latent_inpaint, latent_region
 
 
 @pytest.fixture(scope="module")
 def unet():
     torch.manual_seed(0)
-    return build_diffusion_unet("mini")
+    return build_diffusion_unet(PROFILES["mini"])
 
 
 def _inputs():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from scripts.foundation import modality_class_label, spacing_condition
+from scripts.foundation import PROFILES, modality_class_label, spacing_condition
 from scripts.method import PatchSettings, pseudo_healthy_inputs, segment_patch
 from scripts.pipeline import _INPAINTED_REGION, OutputMap, PipelineConfig, _patch_key, _PatchSegmenter, build_pipeline
 from scripts.preprocessing import Modality
@@ -13,7 +13,7 @@ from scripts.training import RefinerIteration
 @pytest.fixture(scope="module")
 def pipeline(text_encoder):
     # A low coarse threshold so that the untrained AOVA map gives a region and inpainting runs.
-    return build_pipeline("mini", device="cpu", text_encoder=text_encoder, config=PipelineConfig(num_steps=2, coarse_threshold=0.3, seed=4))
+    return build_pipeline(PROFILES["mini"], device="cpu", text_encoder=text_encoder, config=PipelineConfig(num_steps=2, coarse_threshold=0.3, seed=4))
 
 
 def _patch():
@@ -46,6 +46,7 @@ def test_training_sees_what_inference_sees_for_the_same_patch(pipeline, text_enc
         coarse_threshold=pipeline.config.coarse_threshold,
         coarse_dilation=pipeline.config.coarse_dilation,
         seed=pipeline.config.seed,
+        profile=pipeline.profile,
     )
     aova_map, pseudo_healthy, residuals = iteration.residual_inputs(
         pipeline.heads,

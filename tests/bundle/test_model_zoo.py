@@ -14,6 +14,7 @@ import torch
 import yaml
 from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_net_in_out
 
+from scripts.foundation import PROFILES
 from scripts.heads import DiffuGTSHeads, heads_for_profile, load_heads_weights
 from scripts.residual import pixel_residual
 
@@ -73,7 +74,7 @@ def test_verify_net_in_out_passes_with_the_metadata_network_data_format(n):
 def test_the_network_def_is_the_pipelines_heads_and_its_forward_is_the_refiners_probability():
     network = _network_def().eval()
     assert isinstance(network, DiffuGTSHeads)  # what the pipeline (inferer#heads) takes
-    assert list(network.state_dict()) == list(heads_for_profile("mini").state_dict())
+    assert list(network.state_dict()) == list(heads_for_profile(PROFILES["mini"]).state_dict())
     load_heads_weights(network, HEADS_WEIGHTS)  # strict: the committed heads file fits it
     (image, pseudo_healthy, aova, residuals), stack = _stack()
     with torch.no_grad():

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from scripts.errors import UserError
+from scripts.foundation import PROFILES
 from scripts.pipeline import PipelineConfig, build_pipeline
 
 LPS_AFFINE = np.array([[-1.6, 0, 0, 120.0], [0, -1.6, 0, 90.0], [0, 0, 2.5, -40.0], [0, 0, 0, 1]])
@@ -12,7 +13,7 @@ LPS_AFFINE = np.array([[-1.6, 0, 0, 120.0], [0, -1.6, 0, 90.0], [0, 0, 2.5, -40.
 def pipeline(text_encoder):
     # coarse_threshold low so the untrained AOVA map produces a region and inpainting really runs.
     config = PipelineConfig(num_steps=2, progress=False, coarse_threshold=0.3)
-    return build_pipeline("mini", device="cpu", text_encoder=text_encoder, config=config)
+    return build_pipeline(PROFILES["mini"], device="cpu", text_encoder=text_encoder, config=config)
 
 
 def _ct_volume(shape=(40, 44, 24)):

@@ -9,7 +9,7 @@ from scripts.pipeline import WEIGHT_FILES
 def test_without_models_path_the_embedded_default_is_used(tmp_path):
     for path in (None, tmp_path / "models"):
         choice = resolve_weights(path, explicit=False)
-        assert (choice.profile, choice.source) == ("mini", "embedded default")
+        assert (choice.profile.name, choice.source) == ("mini", "embedded default")
         assert choice.folder in (EMBEDDED_MODELS, None)
 
 
@@ -23,8 +23,8 @@ def _weights_folder(folder, names=None):
 def test_map_layout_with_one_model_folder_is_found(tmp_path):
     _weights_folder(tmp_path / "maisi")
     choice = resolve_weights(tmp_path, explicit=True)
-    assert (choice.profile, choice.folder, choice.source) == ("maisi", tmp_path / "maisi", "models path")
-    assert resolve_weights(tmp_path / "maisi", explicit=True, profile="mini").profile == "mini"
+    assert (choice.profile.name, choice.folder, choice.source) == ("maisi", tmp_path / "maisi", "models path")
+    assert resolve_weights(tmp_path / "maisi", explicit=True, profile="mini").profile.name == "mini"
 
 
 def test_empty_models_folder_falls_back_only_when_not_named_by_the_user(tmp_path):
@@ -47,7 +47,7 @@ def test_a_weights_file_missing_from_the_folder_is_refused_naming_it(tmp_path):
     with pytest.raises(ValueError, match=f"weights file\\(s\\) {folder / 'diffugts_heads.pt'} missing \\(models path\\).*allow_random_weights"):
         resolve_weights(tmp_path / "M", explicit=True)
     choice = resolve_weights(tmp_path / "M", explicit=True, allow_random=True)  # the research switch
-    assert (choice.folder, choice.profile) == (folder, "mini")
+    assert (choice.folder, choice.profile.name) == (folder, "mini")
 
 
 def test_missing_embedded_weights_are_refused_too(tmp_path, monkeypatch):

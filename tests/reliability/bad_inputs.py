@@ -142,9 +142,10 @@ def _truncated_copy(source: Path) -> Callable[[Path], None]:
 
 
 def _wrong_profile_heads(target: Path) -> None:
+    from scripts.foundation import PROFILES
     from scripts.heads import heads_for_profile
 
-    torch.save(heads_for_profile("maisi").state_dict(), target)
+    torch.save(heads_for_profile(PROFILES["maisi"]).state_dict(), target)
 
 
 # -- checks of successful runs ---------------------------------------------------------------
