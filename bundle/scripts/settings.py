@@ -31,10 +31,11 @@ from monai.bundle.config_parser import ID_SEP_KEY
 from monai.bundle.utils import DEFAULT_EXP_MGMT_SETTINGS
 
 from .errors import UserError, exit_on_user_error
+from .foundation import FoundationProfile, get_profile
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["INFERENCE_SETTINGS", "take_settings_as_text", "active_parser", "seed_everything"]
+__all__ = ["INFERENCE_SETTINGS", "take_settings_as_text", "active_parser", "seed_everything", "foundation_profile"]
 
 #: Every setting a user of ``inference.json`` (and ``evaluate.json``, ``maisi.json``) may give on
 #: the command line, with what it takes. The README's table of knobs lists the same names.
@@ -152,3 +153,10 @@ def seed_everything(seed: Any) -> None:
 
     with exit_on_user_error(logger):
         set_determinism(seed=checked_seed(seed))
+
+
+def foundation_profile(name: Any) -> FoundationProfile:
+    """The configs' ``foundation_profile`` item: the ``profile`` setting resolved once, an unknown
+    name ending the run in one line (not MONAI's instantiation traceback)."""
+    with exit_on_user_error(logger):
+        return get_profile(str(name))

@@ -86,6 +86,14 @@ def test_a_misspelt_setting_is_refused_with_the_nearest_name(tmp_path):
     assert stop.value.code == "error: unknown setting 'treshold'; did you mean 'threshold'?"
 
 
+def test_an_unknown_profile_is_one_line_naming_the_valid_ones(tmp_path):
+    # Resolved once, by the configs' foundation_profile item: not MONAI's instantiation traceback.
+    with pytest.raises(SystemExit) as stop:
+        _run(input_image=str(_image(tmp_path)), prompt="liver tumor", output_dir=str(tmp_path / "out"), profile="mnii", **FAST)
+    assert stop.value.code == "error: unknown profile 'mnii': expected one of maisi, mini"
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_command_line_prints_one_line_for_a_misspelt_setting(tmp_path):
     command = [
         sys.executable,
