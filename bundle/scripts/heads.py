@@ -56,16 +56,18 @@ class DiffuGTSHeads(nn.Module):
         self.aova = AOVAHead(feature_channels, text_dim, aova, **aova_overrides)
         self.refiner = ResidualRefiner(len(feature_channels), refiner_channels)
 
-    def forward(self, stage: HeadsStage | str, *inputs: torch.Tensor) -> torch.Tensor:
-        """``(HeadsStage.AOVA, features, keys, abnormal)`` -> AOVA map; ``(HeadsStage.REFINER, image,
-        pseudo_healthy, aova_map, feature_residuals)`` -> logits. One entry point so
-        DistributedDataParallel sees the forward pass of whichever part is trained."""
+    def forward(self, stage: HeadsStage | str, *inputs: torch.Tensor, level_logits: bool = False) -> torch.Tensor:
+        """``(HeadsStage.AOVA, features, keys, abnormal)`` -> AOVA map, or with ``level_logits`` each
+        level's log-odds stacked, (B, levels, *size), what the AOVA stage's loss takes;
+        ``(HeadsStage.REFINER, image, pseudo_healthy, aova_map, feature_residuals)`` -> logits. One
+        entry point so DistributedDataParallel sees the forward pass of whichever part is trained."""
         try:
             stage = HeadsStage(stage)
         except ValueError:
             raise ValueError(f"stage must be {' or '.join(repr(s.value) for s in HeadsStage)}, got {stage!r}") from None
         if stage is HeadsStage.AOVA:
-            return self.aova(*inputs).aova_map
+            output = self.aova(*inputs, with_logits=level_logits)
+            return torch.cat(output.level_logits, dim=1) if output.level_logits is not None else output.aova_map
         return self.refiner(*inputs)
 
 

@@ -27,6 +27,30 @@ def test_mean_aggregation_is_the_average_of_the_level_maps():
     torch.testing.assert_close(out.aova_map, torch.stack(out.level_maps).mean(0))
 
 
+@pytest.mark.parametrize("similarity", ["dot", "cosine"])
+def test_a_levels_log_odds_is_the_attention_mass_on_the_abnormal_keys(similarity):
+    torch.manual_seed(0)
+    head, features, (keys, abnormal) = AOVAHead(CHANNELS, similarity=similarity), _features(), _keys()
+    projected = head.keys(keys)
+    query = head.queries[1](head.adapters[1](features[1]))
+    if similarity == "cosine":
+        query, projected = torch.nn.functional.normalize(query, dim=1), torch.nn.functional.normalize(projected, dim=1)
+        scale = head.log_temperature.exp()
+    else:
+        scale = head.embed_dim**-0.5
+    attention = (torch.einsum("bexyz,ke->bkxyz", query, projected) * scale).softmax(dim=1)
+    mass = attention[:, abnormal].sum(dim=1, keepdim=True)
+    torch.testing.assert_close(torch.sigmoid(head.level_logit(1, features[1], projected, abnormal)), mass)
+    torch.testing.assert_close(head.level_map(1, features[1], projected, abnormal), mass)
+
+
+def test_level_logits_come_at_full_resolution_only_when_asked_for():
+    head, features = AOVAHead(CHANNELS), _features()
+    assert head(features, *_keys()).level_logits is None
+    out = head(features, *_keys(), with_logits=True)
+    assert [tuple(logit.shape) for logit in out.level_logits] == [(1, 1, 16, 16, 16)] * 3
+
+
 def test_single_level_variant_uses_only_that_level():
     torch.manual_seed(0)
     single = AOVAHead(CHANNELS, levels=(2,))
