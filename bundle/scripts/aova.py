@@ -137,10 +137,6 @@ class AOVAHead(nn.Module):
         # CLIP's parameterisation: the log of the temperature is learned.
         self.log_temperature = nn.Parameter(torch.tensor(math.log(options.initial_temperature))) if options.similarity == "cosine" else None
 
-    def level_map(self, level: int, feature: torch.Tensor, keys: torch.Tensor, abnormal: torch.Tensor) -> torch.Tensor:
-        """Attention mass on abnormal keys at one level: (B, 1, *feature grid) in [0, 1]."""
-        return torch.sigmoid(self.level_logit(level, feature, keys, abnormal))
-
     def level_logit(self, level: int, feature: torch.Tensor, keys: torch.Tensor, abnormal: torch.Tensor) -> torch.Tensor:
         """Log-odds of the attention mass on abnormal keys at one level, (B, 1, *feature grid).
 

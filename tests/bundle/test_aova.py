@@ -41,7 +41,6 @@ def test_a_levels_log_odds_is_the_attention_mass_on_the_abnormal_keys(similarity
     attention = (torch.einsum("bexyz,ke->bkxyz", query, projected) * scale).softmax(dim=1)
     mass = attention[:, abnormal].sum(dim=1, keepdim=True)
     torch.testing.assert_close(torch.sigmoid(head.level_logit(1, features[1], projected, abnormal)), mass)
-    torch.testing.assert_close(head.level_map(1, features[1], projected, abnormal), mass)
 
 
 def test_level_logits_come_at_full_resolution_only_when_asked_for():
