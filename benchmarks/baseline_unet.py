@@ -60,7 +60,18 @@ from scripts.foundation import get_profile  # noqa: E402
 from scripts.metrics import dice_score  # noqa: E402
 from scripts.preprocessing import Modality, VolumeGeometry, as_volume, intensity_window, normalize_intensity  # noqa: E402
 
-__all__ = ["METHOD", "DEFAULT_WEIGHTS", "train", "build_network", "decision_threshold", "choose_threshold", "best_threshold", "evaluate"]
+__all__ = [
+    "METHOD",
+    "DEFAULT_WEIGHTS",
+    "SETTINGS",
+    "MirrorEnsemble",
+    "train",
+    "build_network",
+    "decision_threshold",
+    "choose_threshold",
+    "best_threshold",
+    "evaluate",
+]
 
 METHOD = "baseline_unet"
 CONFIGS = [ROOT / "bundle/configs/train.json", ROOT / "bundle/configs/train_baseline.json"]
@@ -118,13 +129,37 @@ def decision_threshold() -> float:
     return float(_training_configs().get_parsed_content("threshold"))
 
 
+class MirrorEnsemble(torch.nn.Module):
+    """Test-time mirroring, as nnU-Net infers: the mean of the network's logits on a window and on
+    its flips (each flipped back). Written here because MONAI's ``TestTimeAugmentation`` draws
+    random transforms to estimate uncertainty, not a fixed ensemble. The default flips are the
+    views training showed (``train.json``: flips along the first axis, quarter turns in the first
+    two, so also the flip of the second axis and of both); the head-foot axis was never flipped."""
+
+    def __init__(self, network: torch.nn.Module, flips: tuple[tuple[int, ...], ...] = ((2,), (3,), (2, 3))) -> None:
+        super().__init__()
+        self.network, self.flips = network, flips
+
+    def forward(self, window: torch.Tensor) -> torch.Tensor:
+        logits = self.network(window)
+        for dims in self.flips:
+            logits = logits + torch.flip(self.network(torch.flip(window, dims)), dims)
+        return logits / (1 + len(self.flips))
+
+
+#: Inference settings compared on the validation split (:func:`choose_threshold`): the plain
+#: sliding window, and the same with test-time mirroring (four passes per window).
+SETTINGS = {"plain": {"mirror": False}, "mirrored": {"mirror": True}}
+
+
 @torch.no_grad()
-def _probability(network: torch.nn.Module, volume, modality: Modality, profile, device) -> np.ndarray:
+def _probability(network: torch.nn.Module, volume, modality: Modality, profile, device, mirror: bool = False) -> np.ndarray:
     """Tumor probability on the input grid, through the pipeline's own preprocessing and its inverse."""
     geometry = VolumeGeometry(working_spacing=profile.working_spacing.get(modality), divisor=profile.divisor)
     working = geometry(normalize_intensity(volume, intensity_window(volume, modality)))
     inferer = SlidingWindowInferer(roi_size=PATCH, sw_batch_size=1, overlap=0.25, mode="gaussian")
-    probability = torch.sigmoid(cast(torch.Tensor, inferer(working.as_tensor()[None].to(device), network)))[0].cpu()
+    predictor = MirrorEnsemble(network) if mirror else network
+    probability = torch.sigmoid(cast(torch.Tensor, inferer(working.as_tensor()[None].to(device), predictor)))[0].cpu()
     return geometry.invert(probability, working)[0].numpy()
 
 
@@ -145,18 +180,30 @@ def choose_threshold(
     weights: Path,
     categories: tuple[str, ...],
     key: str = "validation",
-    candidates: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+    candidates: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+    settings: dict[str, dict[str, Any]] = SETTINGS,
 ) -> dict[str, Any]:
-    """The probability cut with the highest mean of per-category mean DSC on ``datalist[key]`` (the
-    validation split: thresholds are chosen there, never on a test split)."""
+    """The inference setting (:data:`SETTINGS`) and probability cut with the highest mean of
+    per-category mean DSC on ``datalist[key]`` (the validation split: both are chosen there, never
+    on a test split). Ties go to the first setting, the cheapest."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     network, profile = build_network(weights, device), get_profile("mini")
-    cases = (
-        (entry["category"], _probability(network, volume, Modality.parse(entry.get("modality", "CT")), profile, device), reference)
-        for entry, volume, reference in _cases(datalist, key)
-        if entry["category"] in categories
-    )
-    return {**best_threshold(cases, candidates), "split": key}
+    triples: dict[str, list] = {name: [] for name in settings}
+    for entry, volume, reference in _cases(datalist, key):
+        if entry["category"] not in categories:
+            continue
+        modality = Modality.parse(entry.get("modality", "CT"))
+        for name, setting in settings.items():
+            triples[name].append((entry["category"], _probability(network, volume, modality, profile, device, **setting), reference))
+    results = {name: best_threshold(cases, candidates) for name, cases in triples.items()}
+    best = max(settings, key=lambda name: results[name]["mean_dsc_by_threshold"][f"{results[name]['threshold']:g}"])
+    return {
+        **results[best],
+        "setting": best,
+        "inference": settings[best],
+        "mean_dsc_by_setting": {name: r["mean_dsc_by_threshold"] for name, r in results.items()},
+        "split": key,
+    }
 
 
 def best_threshold(cases, candidates: tuple[float, ...]) -> dict[str, Any]:
@@ -174,9 +221,12 @@ def best_threshold(cases, candidates: tuple[float, ...]) -> dict[str, Any]:
     return {"threshold": best, "mean_dsc_by_threshold": {f"{t:g}": round(m, 4) for t, m in means.items()}, "cases": count}
 
 
-def evaluate(datalist: dict[str, Any], weights: Path, output: Path, nsd_tolerance_mm: float = 2.0, threshold: float | None = None) -> dict[str, Any]:
+def evaluate(
+    datalist: dict[str, Any], weights: Path, output: Path, nsd_tolerance_mm: float = 2.0, threshold: float | None = None, mirror: bool = False
+) -> dict[str, Any]:
     """DSC, NSD and false-positive mL per case and category; written to ``output`` and returned.
-    ``threshold``: the probability cut, by default the training configs' (:func:`decision_threshold`)."""
+    ``threshold``: the probability cut, by default the training configs' (:func:`decision_threshold`);
+    ``mirror``: test-time mirroring (:class:`MirrorEnsemble`)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     network = build_network(weights, device)
     threshold = decision_threshold() if threshold is None else float(threshold)
@@ -187,7 +237,7 @@ def evaluate(datalist: dict[str, Any], weights: Path, output: Path, nsd_toleranc
         start = time.perf_counter()
         modality = Modality.parse(entry.get("modality", "CT"))
         if entry["image"] not in predictions:
-            predictions[entry["image"]] = _probability(network, volume, modality, profile, device) > threshold
+            predictions[entry["image"]] = _probability(network, volume, modality, profile, device, mirror) > threshold
         prediction = predictions[entry["image"]]
         spacing = tuple(float(s) for s in np.linalg.norm(volume.affine.numpy()[:3, :3], axis=0))
         per_case.append(
@@ -203,6 +253,7 @@ def evaluate(datalist: dict[str, Any], weights: Path, output: Path, nsd_toleranc
         "nsd_tolerance_mm": nsd_tolerance_mm,
         "weights": str(weights),
         "threshold": threshold,
+        "mirror": mirror,
         "per_category": summarize(per_case, [METHOD]),
         "per_case": per_case,
     }

@@ -22,6 +22,7 @@ commands) and ``learnability.md``, plus ``learnability.png`` (curves).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -98,23 +99,48 @@ def gate_verdict(per_category: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def _evaluate(datalist: Path, weights: Path, output: Path, threshold: float | None = None) -> dict[str, Any]:
+def _fingerprint(weights: Path, **choices: Any) -> dict[str, Any]:
+    """What a measurement depends on besides the split: the weights' bytes and the inference choices."""
+    return {"weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(), **choices}
+
+
+def _cached(path: Path, fingerprint: dict[str, Any], compute) -> dict[str, Any]:
+    """``compute()``'s payload, or the one at ``path`` when it was made with the same fingerprint
+    (a second ``--run evaluate``, after the ceiling run ends, need not pass the seen weights over
+    the validation and test splits again)."""
+    if path.exists():
+        payload = json.loads(path.read_text())
+        if payload.get("fingerprint") == fingerprint:
+            print(f"[learnability] reusing {path.name} (same weights and choices)", flush=True)
+            return payload
+    payload = {**compute(), "fingerprint": fingerprint}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2))
+    return payload
+
+
+def _evaluate(datalist: Path, weights: Path, output: Path, threshold: float | None = None, mirror: bool = False) -> dict[str, Any]:
     from monai.data import load_decathlon_datalist
 
     # Entries are relative to the datalist's folder; MONAI's loader resolves them.
-    payload = evaluate({"test": load_decathlon_datalist(str(datalist), True, "test")}, weights, output, threshold=threshold)
+    payload = _cached(
+        output,
+        _fingerprint(weights, datalist=datalist.name, threshold=threshold, mirror=mirror),
+        lambda: evaluate({"test": load_decathlon_datalist(str(datalist), True, "test")}, weights, output, threshold=threshold, mirror=mirror),
+    )
     return {
         c: {"n": row["n"], "dsc": row[METHOD]["dsc"]["mean"], "dsc_std": row[METHOD]["dsc"]["std"], "nsd": row[METHOD]["nsd"]["mean"]}
         for c, row in payload["per_category"].items()
     }
 
 
-def _validation_threshold(corpus: Path, weights: Path, categories: tuple[str, ...]) -> dict[str, Any]:
-    """The probability cut chosen on the whole validation split (every case of ``categories``)."""
+def _validation_choice(corpus: Path, weights: Path, categories: tuple[str, ...], output: Path) -> dict[str, Any]:
+    """The inference setting and probability cut chosen on the whole validation split (every case
+    of ``categories``)."""
     from monai.data import load_decathlon_datalist
 
     validation = {"validation": load_decathlon_datalist(str(corpus / "datalists" / "validation.json"), True, "validation")}
-    return choose_threshold(validation, weights, categories)
+    return _cached(output, _fingerprint(weights, categories=list(categories)), lambda: choose_threshold(validation, weights, categories))
 
 
 def _weights(run_dir: Path) -> Path:
@@ -134,8 +160,10 @@ def _markdown(result: dict[str, Any]) -> str:
         f"Gate: mean >= {GATE_MEAN:.2f} and each category >= {GATE_EACH:.2f}: **{'passed' if gate['passed'] else 'not passed'}** "
         f"(mean {gate['mean_dsc']:.3f}, lowest {gate['min_dsc']:.3f}).",
         "",
-        f"Probability threshold {result['seen']['threshold']['threshold']:g}, chosen on the validation split "
-        f"({result['seen']['threshold']['cases']} cases; mean DSC by threshold: {result['seen']['threshold']['mean_dsc_by_threshold']}).",
+        f"Inference setting `{result['seen']['threshold']['setting']}` and probability threshold {result['seen']['threshold']['threshold']:g}, "
+        f"chosen on the validation split ({result['seen']['threshold']['cases']} cases; mean DSC by setting and threshold: "
+        f"{result['seen']['threshold']['mean_dsc_by_setting']}). `mirrored`: the mean of the logits over the views training showed "
+        "(flips of the first two axes; `benchmarks.baseline_unet.MirrorEnsemble`).",
         "",
         "| run | category | n | DSC | NSD (2 mm) |",
         "|---|---|---|---|---|",
@@ -216,11 +244,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     result: dict[str, Any] = {"command": f"python -m benchmarks.learnability --corpus {args.corpus}", "gate": {"mean": GATE_MEAN, "each": GATE_EACH}}
     seen_dir = args.work / "seen"
-    # Thresholds are chosen on validation only; the test splits are measured once, at that cut.
-    chosen = _validation_threshold(args.corpus, _weights(seen_dir), SEEN)
-    print(f"[learnability] threshold chosen on validation: {chosen}", flush=True)
-    per_category = _evaluate(datalists / "test_seen.json", _weights(seen_dir), args.work / "seen_test_metrics.json", chosen["threshold"])
-    liver_zero_shot = _evaluate(datalists / "test_unseen_liver.json", _weights(seen_dir), args.work / "seen_liver_metrics.json", chosen["threshold"])
+    # The cut and the inference setting are chosen on validation only; the test splits are
+    # measured once, with that choice.
+    chosen = _validation_choice(args.corpus, _weights(seen_dir), SEEN, args.work / "seen_validation_choice.json")
+    print(f"[learnability] chosen on validation: {chosen}", flush=True)
+    mirror = bool(chosen["inference"]["mirror"])
+    per_category = _evaluate(datalists / "test_seen.json", _weights(seen_dir), args.work / "seen_test_metrics.json", chosen["threshold"], mirror)
+    liver_zero_shot = _evaluate(datalists / "test_unseen_liver.json", _weights(seen_dir), args.work / "seen_liver_metrics.json", chosen["threshold"], mirror)
     result["seen"] = {
         "per_category": per_category,
         "gate": gate_verdict({c: r["dsc"] for c, r in per_category.items()}),
@@ -233,8 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         result[category] = per_category.get(category, {}).get("dsc")
     ceiling_dir = args.work / "ceiling"
     if _weights(ceiling_dir).exists():
-        # No split but the test one holds liver tumors: the ceiling keeps the configs' threshold.
-        ceiling = _evaluate(datalists / "test_unseen_liver.json", _weights(ceiling_dir), args.work / "ceiling_liver_metrics.json")
+        # No split but the test one holds liver tumors: the ceiling keeps the configs' threshold,
+        # with the inference setting chosen for the seen run.
+        ceiling = _evaluate(datalists / "test_unseen_liver.json", _weights(ceiling_dir), args.work / "ceiling_liver_metrics.json", mirror=mirror)
         result["ceiling"] = {"per_category": ceiling, "curves": _curves(ceiling_dir), "weights_chosen": _weights(ceiling_dir).name}
         result["liver tumor (ceiling)"] = ceiling.get("liver tumor", {}).get("dsc")
     args.output.mkdir(parents=True, exist_ok=True)

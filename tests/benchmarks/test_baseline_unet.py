@@ -16,3 +16,23 @@ def test_the_cut_with_the_best_mean_category_dice_wins_and_ties_go_to_the_one_ne
     assert result["mean_dsc_by_threshold"]["0.8"] == 1.0 and result["mean_dsc_by_threshold"]["0.5"] < 1.0
     tie = best_threshold([("kidney tumor", confident, reference)], (0.3, 0.5, 0.8))
     assert tie["threshold"] == 0.5
+
+
+def test_the_mirror_ensemble_averages_the_flipped_back_views_and_keeps_an_equivariant_network_unchanged():
+    import torch
+
+    from benchmarks.baseline_unet import MirrorEnsemble
+
+    window = torch.rand(1, 1, 6, 6, 6)
+    equivariant = torch.nn.Conv3d(1, 1, 1)  # a pointwise network: flipping commutes with it
+    assert torch.allclose(MirrorEnsemble(equivariant)(window), equivariant(window), atol=1e-6)
+
+    class LeftEdge(torch.nn.Module):  # marks the first plane of the first spatial axis: not equivariant
+        def forward(self, x):
+            out = torch.zeros_like(x)
+            out[:, :, 0] = 1.0
+            return out
+
+    mirrored = MirrorEnsemble(LeftEdge(), flips=((2,),))(window)
+    # The flipped view marks the last plane once flipped back: each plane gets half.
+    assert mirrored[:, :, 0].eq(0.5).all() and mirrored[:, :, -1].eq(0.5).all() and mirrored[:, :, 1:-1].eq(0).all()
