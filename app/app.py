@@ -25,11 +25,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import monai.deploy
-from holoscan.conditions import CountCondition
-from monai.deploy.core import Application, parse_args
+from operators.app_sdk import use_app_sdk
 
-from operators import (
+use_app_sdk()  # in a checkout the App SDK lives beside MONAI, not inside it (see operators.app_sdk)
+
+import monai.deploy  # noqa: E402
+from holoscan.conditions import CountCondition  # noqa: E402
+from monai.deploy.core import Application, parse_args  # noqa: E402
+
+from operators import (  # noqa: E402
     AppConfig,
     ClinicalSeriesSelectorOperator,
     DICOMInputLoaderOperator,
@@ -39,13 +43,13 @@ from operators import (
     __version__,
     resolve_weights,
 )
-from operators.app_config import BUNDLE_INFERENCE_CONFIG
-from operators.report_operator import HTML_REPORT_FILE_NAME, MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME
-from operators.seg_writer import SEG_FILE_NAME
-from operators.sr_writer import SR_FILE_NAME, DiffuGTSSrWriterOperator
-from operators.stages import SeriesToVolumeOperator
-from scripts.errors import UserError
-from scripts.output_staging import Stopped, stage_outputs, stop_on_signals
+from operators.app_config import BUNDLE_INFERENCE_CONFIG  # noqa: E402
+from operators.report_operator import HTML_REPORT_FILE_NAME, MONTAGE_FILE_NAME, PROVENANCE_FILE_NAME  # noqa: E402
+from operators.seg_writer import SEG_FILE_NAME  # noqa: E402
+from operators.sr_writer import SR_FILE_NAME, DiffuGTSSrWriterOperator  # noqa: E402
+from operators.stages import SeriesToVolumeOperator  # noqa: E402
+from scripts.errors import UserError  # noqa: E402
+from scripts.output_staging import Stopped, stage_outputs, stop_on_signals  # noqa: E402
 
 __all__ = ["DiffuGTSApp", "CONFIG_PATH", "main"]
 

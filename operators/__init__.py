@@ -12,12 +12,16 @@ One operator per module. The SDK's DICOM operators are reused where they fit:
 * :mod:`.sr_writer`: a DICOM SR (TID 1500) of the lesions of each segment, measured (highdicom).
 * :mod:`.report_operator`: the HTML report (:mod:`.html_report`), a PNG montage and a provenance JSON.
 
-Helpers: :mod:`.app_config` (prompts and knobs), :mod:`.volume_geometry` (array axes and RAS
+Helpers: :mod:`.app_sdk` (where the App SDK is installed), :mod:`.app_config` (prompts and knobs), :mod:`.volume_geometry` (array axes and RAS
 affine of a series), :mod:`.output_files` (atomic writes), :mod:`.stages` (each stage and the
 patches of long volumes in the log).
 """
 
 __version__ = "0.1.0"
+
+from .app_sdk import use_app_sdk  # noqa: E402
+
+use_app_sdk()  # before any module below imports monai.deploy (see .app_sdk)
 
 from .app_config import AppConfig  # noqa: E402
 from .dicom_input import DICOMInputLoaderOperator  # noqa: E402

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh machine: Debian packages (tools/apt-packages.txt) and a virtual environment at
-# .venv with every Python package pinned in requirements.txt. Safe to run again: it only installs
+# .venv with every Python package pinned in requirements.txt (the MONAI Deploy App SDK, pinned in
+# requirements-app-sdk.txt, in .venv/app-sdk). Safe to run again: it only installs
 # what is missing. Honours PYTHON (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,20 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install -q --upgrade pip==26.3
     .venv/bin/python -m pip install -q -r requirements.txt
     echo "$want" > "$stamp"
+fi
+# The MONAI Deploy App SDK in a folder of its own (requirements-app-sdk.txt, operators/app_sdk.py):
+# inside MONAI's package folder, `import monai` would import it and Holoscan on every bundle command.
+if compgen -G ".venv/lib/python3*/site-packages/monai/deploy" >/dev/null; then
+    echo "setup: moving the MONAI Deploy App SDK out of MONAI's package folder"
+    .venv/bin/python -m pip uninstall -q -y monai-deploy-app-sdk
+fi
+sdk_stamp=.venv/app-sdk/.requirements.sha256
+sdk_want=$(sha256sum requirements-app-sdk.txt | cut -d' ' -f1)
+if [ ! -f "$sdk_stamp" ] || [ "$(cat "$sdk_stamp")" != "$sdk_want" ]; then
+    echo "setup: installing the MONAI Deploy App SDK into .venv/app-sdk (pinned)"
+    rm -rf .venv/app-sdk
+    .venv/bin/python -m pip install -q --no-deps --target .venv/app-sdk -r requirements-app-sdk.txt
+    echo "$sdk_want" > "$sdk_stamp"
 fi
 # OHIF v3's SEG loader for the viewer test, pinned in tools/npm-packages.txt, into .cache/npm.
 npm_stamp=.cache/npm/.packages.sha256

@@ -12,6 +12,10 @@ import pytest
 os.environ.setdefault("HOLOSCAN_LOG_LEVEL", "CRITICAL")
 warnings.filterwarnings("ignore", message="Current stack size", category=RuntimeWarning)
 
+from operators.app_sdk import use_app_sdk  # noqa: E402
+
+use_app_sdk()  # the App SDK lives beside MONAI in a checkout (operators.app_sdk)
+
 from monai.deploy.core import Fragment  # noqa: E402
 from operator_helpers import PROMPTS, load_selection  # noqa: E402
 
