@@ -41,12 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key", default="validation", help="the datalist's list: validation, test, training")
     parser.add_argument("--models", type=Path, default=ROOT / "bundle" / "models" / "mini")
     parser.add_argument("--limit", type=int, default=None, help="at most this many cases (>= 1)")
+    parser.add_argument("--heads", type=Path, default=None, help="heads weights (default: MODELS/diffugts_heads.pt)")
+    parser.add_argument(
+        "--adapter-dilations", type=int, nargs="*", default=(), help="the heads' adapter dilations, as trained (--network_def#adapter_dilations)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
     vae = load_frozen_vae(PROFILES["mini"], args.models / "autoencoder.pt", "cpu")
-    heads = heads_for_profile(PROFILES["mini"], text_dim=384)
-    load_heads_weights(heads, args.models / "diffugts_heads.pt")
+    heads = heads_for_profile(PROFILES["mini"], text_dim=384, adapter_dilations=tuple(args.adapter_dilations))
+    load_heads_weights(heads, args.heads or args.models / "diffugts_heads.pt")
     heads.eval()
     encoder, builder = SentenceEncoder(), PromptBuilder()
     load = Compose([LoadImaged(["image", "label"], image_only=True, allow_missing_keys=True), PrepareVolumed(["image", "label"], PROFILES["mini"])])
